@@ -1,0 +1,183 @@
+"""The one place that decides what happens to a consumed message: ack, retry, dead letter or fail.
+
+Every handler hands its raw message to `Delivery.handle` with the event model and the work to do.
+The offset is committed only after the outcome (output, `media.failed`, retry or dead letter) is
+acknowledged by the broker, so a crash anywhere before that redelivers the message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from faststream.kafka import KafkaBroker
+from faststream.kafka.message import KafkaMessage
+
+from streamscribe.common import metrics
+from streamscribe.common.errors import InvalidEventError, MediaError, TransientError
+from streamscribe.common.events import (
+    Event,
+    MediaFailed,
+    Reason,
+    encode_event,
+    media_id_for_url,
+    parse_event,
+)
+from streamscribe.common.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+ATTEMPT = "streamscribe-attempt"
+NOT_BEFORE = "streamscribe-not-before"
+ERROR = "streamscribe-error"
+STAGE = "streamscribe-stage"
+ORIGIN = "streamscribe-origin-topic"
+JSON_HEADERS = {"content-type": "application/json"}
+
+E = TypeVar("E", bound=Event)
+
+
+def retry_topic(topic: str) -> str:
+    return f"{topic}.retry"
+
+
+def dead_letter_topic(topic: str) -> str:
+    return f"{topic}.dlq"
+
+
+class Delivery:
+    """Outcome policy of one stage."""
+
+    def __init__(self, broker: KafkaBroker, settings: CommonSettings, stage: str) -> None:
+        self.broker = broker
+        self.settings = settings
+        self.stage = stage
+
+    async def handle(
+        self, message: KafkaMessage, model: type[E], work: Callable[[E], Awaitable[None]]
+    ) -> None:
+        started = time.monotonic()
+        try:
+            event = parse_event(model, message.body)
+        except InvalidEventError as exc:
+            await self._reject(message, exc)
+        else:
+            await self._run(message, event, work)
+        metrics.STAGE_SECONDS.labels(self.stage).observe(time.monotonic() - started)
+        await message.ack()
+
+    async def _run(self, message: KafkaMessage, event: E, work: Callable[[E], Awaitable[None]]) -> None:
+        try:
+            await work(event)
+        except MediaError as exc:
+            media_id, url = _identity(event)
+            await self.fail(media_id, exc.reason, exc.detail, url)
+        except Exception as exc:  # noqa: BLE001 - anything unexpected is retried, then dead-lettered
+            if not isinstance(exc, TransientError):
+                log.exception("%s: unexpected error", self.stage)
+            await self._retry(message, exc)
+
+    async def fail(self, media_id: str, reason: Reason, detail: str, url: str | None) -> None:
+        """Publish the terminal `media.failed` of one media."""
+        log.warning("%s: media %s failed: %s: %s", self.stage, media_id, reason.value, detail)
+        metrics.FAILURES.labels(self.stage, reason.value).inc()
+        event = MediaFailed(
+            media_id=media_id, stage=self.stage, reason=reason, detail=detail, source_url=url
+        )
+        await self.broker.publish(
+            encode_event(event), self.settings.topics.failed, key=media_id.encode(),
+            headers=JSON_HEADERS,
+        )
+
+    async def _reject(self, message: KafkaMessage, exc: InvalidEventError) -> None:
+        """Not a valid event: keep it in the dead-letter topic; fail the media it names, if any."""
+        await self._dead_letter(message, exc)
+        named = _named_media(message.body)
+        if named:
+            await self.fail(named[0], Reason.INVALID_EVENT, str(exc), named[1])
+
+    async def _retry(self, message: KafkaMessage, exc: Exception) -> None:
+        attempt = int(message.headers.get(ATTEMPT, "1"))
+        if attempt >= self.settings.retry.max_attempts:
+            await self._dead_letter(message, exc)
+            return
+        delay = min(
+            self.settings.retry.backoff_seconds * 2 ** (attempt - 1),
+            self.settings.retry.backoff_max_seconds,
+        ) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not security
+        log.warning("%s: attempt %d failed (%s); retrying in %.1fs", self.stage, attempt, exc, delay)
+        metrics.RETRIES.labels(self.stage).inc()
+        headers = _carry(message) | {
+            ATTEMPT: str(attempt + 1),
+            NOT_BEFORE: f"{time.time() + delay:.3f}",
+            ERROR: _describe(exc),
+            ORIGIN: _topic(message),
+        }
+        await self.broker.publish(
+            message.body, retry_topic(_topic(message)), key=message.raw_message.key, headers=headers
+        )
+
+    async def _dead_letter(self, message: KafkaMessage, exc: Exception) -> None:
+        topic = message.headers.get(ORIGIN) or _topic(message)
+        log.error("%s: dead letter from %s: %s", self.stage, topic, exc)
+        metrics.DEAD_LETTERS.labels(self.stage).inc()
+        headers = _carry(message) | {
+            ATTEMPT: message.headers.get(ATTEMPT, "1"),
+            ERROR: _describe(exc),
+            STAGE: self.stage,
+            ORIGIN: topic,
+        }
+        await self.broker.publish(
+            message.body, dead_letter_topic(topic), key=message.raw_message.key, headers=headers
+        )
+
+
+async def release_retry(broker: KafkaBroker, message: KafkaMessage) -> None:
+    """Hold a retry until its time, then put it back on the topic it came from."""
+    not_before = float(message.headers.get(NOT_BEFORE, "0"))
+    await asyncio.sleep(max(0.0, not_before - time.time()))
+    headers = {k: v for k, v in _carry(message).items() if k != NOT_BEFORE}
+    await broker.publish(
+        message.body, message.headers[ORIGIN], key=message.raw_message.key, headers=headers
+    )
+    await message.ack()
+
+
+def _topic(message: KafkaMessage) -> str:
+    return str(message.raw_message.topic)
+
+
+def _carry(message: KafkaMessage) -> dict[str, str]:
+    """Headers worth keeping across hops: ours and the content type."""
+    return {
+        k: v for k, v in message.headers.items() if k.startswith("streamscribe-") or k == "content-type"
+    }
+
+
+def _describe(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"[:1000]
+
+
+def _identity(event: Event) -> tuple[str, str | None]:
+    media_id = getattr(event, "resolved_id", None) or getattr(event, "media_id", "unknown")
+    return str(media_id), getattr(event, "url", None) or getattr(event, "source_url", None)
+
+
+def _named_media(body: bytes) -> tuple[str, str | None] | None:
+    """(media_id, url) of a message that is JSON naming a media, even if invalid otherwise."""
+    try:
+        data: Any = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    url = data.get("url") if isinstance(data.get("url"), str) else None
+    media_id = data.get("media_id") if isinstance(data.get("media_id"), str) else None
+    if media_id:
+        return media_id[:128], url
+    return (media_id_for_url(url), url) if url else None

@@ -1,0 +1,174 @@
+"""Every event on every topic: versioned pydantic models, published as plain JSON.
+
+`kcat` users can read all of them and write `media.requested` by hand: `{"url": "..."}` is valid.
+Audio travels as base64 inside the JSON so that the whole pipeline stays one format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Literal, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Base64Bytes, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from streamscribe.common.errors import InvalidEventError
+
+MEDIA_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+MAX_EVENT_BYTES = 4 * 1024 * 1024
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Reason(StrEnum):
+    """Machine-readable reasons carried by `media.failed`."""
+
+    REFUSED_URL = "refused_url"
+    NOT_FOUND = "not_found"
+    UNSUPPORTED_MEDIA = "unsupported_media"
+    TOO_LARGE = "too_large"
+    TOO_LONG = "too_long"
+    LIVE_STREAM = "live_stream"
+    DOWNLOAD_ERROR = "download_error"
+    DECODE_ERROR = "decode_error"
+    NO_AUDIO = "no_audio"
+    INVALID_EVENT = "invalid_event"
+    TRANSCRIBE_ERROR = "transcribe_error"
+    INDEX_ERROR = "index_error"
+
+
+class Event(BaseModel):
+    """Base of every event: a schema version and a timestamp."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    version: Literal[1] = 1
+    at: datetime = Field(default_factory=_now, description="When the event was made (UTC).")
+
+
+class MediaRequested(Event):
+    """`media.requested`: somebody wants a URL transcribed. Only `url` is required."""
+
+    url: str = Field(min_length=1, max_length=4096)
+    media_id: str | None = Field(None, pattern=MEDIA_ID_PATTERN)
+    language: str | None = Field(None, pattern=r"^[a-z]{2,3}$")
+
+    @property
+    def resolved_id(self) -> str:
+        return self.media_id or media_id_for_url(self.url)
+
+
+class AudioChunk(Event):
+    """`media.audio`: one short piece of a media's audio, Ogg/Opus at 16 kHz mono."""
+
+    media_id: str = Field(pattern=MEDIA_ID_PATTERN)
+    seq: int = Field(ge=0)
+    start: float = Field(ge=0, description="Seconds from the start of the media.")
+    end: float = Field(ge=0)
+    final: bool = Field(False, description="True on the last chunk of the media.")
+    chunk_count: int | None = Field(None, ge=1, description="Set on the final chunk.")
+    source_url: str
+    language: str | None = None
+    audio: Base64Bytes
+
+    @property
+    def chunk_id(self) -> str:
+        return chunk_id(self.media_id, self.seq)
+
+
+class Segment(BaseModel):
+    """A timed piece of transcript, seconds absolute in the media."""
+
+    model_config = ConfigDict(frozen=True)
+
+    start: float = Field(ge=0)
+    end: float = Field(ge=0)
+    text: str
+
+
+class Transcript(Event):
+    """`media.transcript`: the transcript of one chunk."""
+
+    media_id: str = Field(pattern=MEDIA_ID_PATTERN)
+    seq: int = Field(ge=0)
+    start: float = Field(ge=0)
+    end: float = Field(ge=0)
+    final: bool = False
+    chunk_count: int | None = Field(None, ge=1)
+    source_url: str
+    language: str
+    segments: list[Segment]
+
+    @property
+    def chunk_id(self) -> str:
+        return chunk_id(self.media_id, self.seq)
+
+
+class MediaIndexed(Event):
+    """`media.indexed`: every chunk of the media is in the store."""
+
+    media_id: str = Field(pattern=MEDIA_ID_PATTERN)
+    source_url: str
+    chunk_count: int = Field(ge=1)
+    passage_count: int = Field(ge=0)
+
+
+class MediaFailed(Event):
+    """`media.failed`: terminal failure of one media, with a reason code."""
+
+    media_id: str
+    stage: str
+    reason: Reason
+    detail: str = Field("", max_length=2000)
+    source_url: str | None = None
+
+    @field_validator("detail", mode="before")
+    @classmethod
+    def _clip(cls, value: object) -> object:
+        return value[:2000] if isinstance(value, str) else value
+
+
+def normalise_url(url: str) -> str:
+    """The form two spellings of one URL share: lower-case scheme and host, no default port,
+    no fragment."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    port = parts.port
+    if port and (scheme, port) not in {("http", 80), ("https", 443)}:
+        host = f"{host}:{port}"
+    return urlunsplit((scheme, host, parts.path or "/", parts.query, ""))
+
+
+def media_id_for_url(url: str) -> str:
+    return "m-" + hashlib.sha256(normalise_url(url).encode()).hexdigest()[:20]
+
+
+def chunk_id(media_id: str, seq: int) -> str:
+    return f"{media_id}:{seq:06d}"
+
+
+E = TypeVar("E", bound=Event)
+
+
+def parse_event(model: type[E], body: bytes) -> E:
+    """Validate raw message bytes at the handler boundary; raise InvalidEventError if not valid."""
+    if len(body) > MAX_EVENT_BYTES:
+        raise InvalidEventError(f"event is {len(body)} bytes, over {MAX_EVENT_BYTES}")
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        raise InvalidEventError(_summarise(exc)) from exc
+
+
+def _summarise(exc: ValidationError) -> str:
+    errors = exc.errors(include_url=False, include_input=False)
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in errors[:5])
+
+
+def encode_event(event: Event) -> bytes:
+    return event.model_dump_json(exclude_none=True).encode()

@@ -1,0 +1,79 @@
+"""The skeleton every service shares: a FastStream app with /metrics, /healthz and /readyz,
+readiness that turns true only once resources are loaded and the consumer has joined."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from faststream.asgi import AsgiFastStream, AsgiResponse, get, make_ping_asgi
+from faststream.asgi.types import Scope
+from faststream.kafka import KafkaBroker
+from prometheus_client import make_asgi_app
+
+from streamscribe.common import metrics
+from streamscribe.common.settings import ServiceSection
+
+
+class Readiness:
+    """Flipped by the app once its model is loaded and its broker started."""
+
+    def __init__(self) -> None:
+        self.ready = False
+
+    def set(self, ready: bool) -> None:
+        self.ready = ready
+        metrics.READY.set(1 if ready else 0)
+
+
+def _readyz(readiness: Readiness) -> Any:
+    @get(include_in_schema=False)
+    async def readyz(scope: Scope) -> AsgiResponse:  # noqa: ARG001
+        if readiness.ready:
+            return AsgiResponse(b"ready\n", 200)
+        return AsgiResponse(b"starting\n", 503)
+
+    return readyz
+
+
+def build_app(
+    broker: KafkaBroker,
+    lifespan: Callable[[], AbstractAsyncContextManager[None]],
+    readiness: Readiness,
+) -> AsgiFastStream:
+    """The FastStream app of one service: `lifespan` opens its resources before the broker
+    starts (so the consumer joins only when it can work), and closes them after it stops."""
+
+    async def mark_ready() -> None:
+        readiness.set(True)
+
+    async def mark_stopping() -> None:
+        readiness.set(False)
+
+    def _lifespan(*_: Any, **__: Any) -> AbstractAsyncContextManager[None]:
+        return lifespan()
+
+    return AsgiFastStream(
+        broker,
+        asgi_routes=[
+            ("/metrics", make_asgi_app()),
+            ("/healthz", make_ping_asgi(broker, timeout=5.0, include_in_schema=False)),
+            ("/readyz", _readyz(readiness)),
+        ],
+        lifespan=_lifespan,
+        after_startup=[mark_ready],
+        on_shutdown=[mark_stopping],
+    )
+
+
+def run(app: AsgiFastStream, section: ServiceSection, log_level: str) -> None:
+    """Serve one service until SIGTERM/SIGINT."""
+    logging.basicConfig(
+        level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    options = {"host": section.http_host, "port": section.http_port, "log_level": "warning"}
+    asyncio.run(app.run(run_extra_options=options))
+

@@ -1,0 +1,125 @@
+"""Settings shared by every service: one pydantic-settings base, one nested section per concern.
+
+Every field reads from ``STREAMSCRIBE_<SECTION>__<FIELD>`` (``env_nested_delimiter="__"``).
+Settings objects are built by the entry point and passed in; nothing reads them at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TOPIC_BASES = ("media.requested", "media.audio", "media.transcript", "media.indexed", "media.failed")
+
+
+class KafkaSettings(BaseModel):
+    """How every service and the CLI reach the broker."""
+
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092",
+        description="Comma-separated host:port list. `up` starts the embedded Tansu broker here "
+        "when it is a loopback address nobody listens on.",
+    )
+    client_id: str = Field("streamscribe", description="Client id prefix seen in broker logs.")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Transport security towards the broker."
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism, required with SASL_* protocols."
+    )
+    sasl_username: str | None = Field(None, description="SASL user name.")
+    sasl_password: SecretStr | None = Field(None, description="SASL password (never logged).")
+    ssl_cafile: Path | None = Field(None, description="CA bundle for SSL/SASL_SSL; system CAs if unset.")
+    enable_idempotence: bool = Field(
+        False,
+        description="Idempotent producer. Turn on for Apache Kafka; Tansu does not implement "
+        "InitProducerId, so the embedded default keeps it off (acks=all either way).",
+    )
+    max_request_bytes: int = Field(
+        1_048_576, ge=65_536, description="Largest message the producer sends (Kafka's default)."
+    )
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL") and not (
+            self.sasl_mechanism and self.sasl_username and self.sasl_password
+        ):
+            raise ValueError("SASL protocols need sasl_mechanism, sasl_username and sasl_password")
+        return self
+
+
+class TopicSettings(BaseModel):
+    """Topic names and their shape. A prefix lets many pipelines share one cluster."""
+
+    prefix: str = Field("", description="Prepended to every topic name (e.g. `staging.`).")
+    partitions: int = Field(6, ge=1, le=1024, description="Partitions per topic created by `up`.")
+    replication_factor: int = Field(1, ge=1, description="Replication factor of created topics.")
+
+    def name(self, base: str) -> str:
+        return f"{self.prefix}{base}"
+
+    @property
+    def requested(self) -> str:
+        return self.name("media.requested")
+
+    @property
+    def audio(self) -> str:
+        return self.name("media.audio")
+
+    @property
+    def transcript(self) -> str:
+        return self.name("media.transcript")
+
+    @property
+    def indexed(self) -> str:
+        return self.name("media.indexed")
+
+    @property
+    def failed(self) -> str:
+        return self.name("media.failed")
+
+    def all(self) -> list[str]:
+        """Every pipeline topic with its retry and dead-letter twins."""
+        names = [self.name(base) for base in TOPIC_BASES]
+        return names + [f"{name}.{kind}" for name in names for kind in ("retry", "dlq")]
+
+
+class RetrySettings(BaseModel):
+    """Bounded retries of transient failures before a dead letter."""
+
+    max_attempts: int = Field(4, ge=1, le=50, description="Attempts before a message is dead-lettered.")
+    backoff_seconds: float = Field(1.0, ge=0, description="First retry delay; doubles per attempt.")
+    backoff_max_seconds: float = Field(60.0, ge=0, description="Upper bound of one retry delay.")
+
+
+class CommonSettings(BaseSettings):
+    """The base every service's settings class extends."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STREAMSCRIBE_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)  # type: ignore[arg-type]
+    topics: TopicSettings = Field(default_factory=TopicSettings)  # type: ignore[arg-type]
+    retry: RetrySettings = Field(default_factory=RetrySettings)  # type: ignore[arg-type]
+    data_dir: Path = Field(Path("data"), description="Where embedded state lives (vector store).")
+    temp_root: Path = Field(
+        Path("data/tmp"), description="Root of per-job temp dirs; swept at start-up."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level of every service."
+    )
+
+
+class ServiceSection(BaseModel):
+    """What every service section has: its HTTP port for /metrics, /healthz and /readyz."""
+
+    http_host: str = Field("127.0.0.1", description="Address of /metrics, /healthz, /readyz.")
+    http_port: int = Field(0, ge=0, le=65535, description="Port of /metrics etc.; 0 picks a free one.")
+    group_id: str = Field("", description="Consumer group; defaults to `streamscribe-<service>`.")
