@@ -1,0 +1,36 @@
+# The verbs of the project. `make up` starts the pipeline on its embedded defaults,
+# `make test` runs the whole suite; both install into .venv first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SOURCES := src libs/common/src services/ingest/src services/transcribe/src services/embed/src
+
+.PHONY: install up test lint bench clean
+
+install: $(STAMP)
+
+# torch first, pinned: the CPU wheel on this machine kind. Letting pip choose pulls CUDA.
+$(STAMP): pyproject.toml libs/common/pyproject.toml services/*/pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e libs/common -e services/ingest -e services/transcribe \
+		-e services/embed -e '.[dev]'
+	touch $@
+
+up: install
+	$(VENV)/bin/streamscribe up
+
+test: install
+	$(VENV)/bin/pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check $(SOURCES) tests bench
+	$(VENV)/bin/ruff format --check $(SOURCES) tests bench
+	$(VENV)/bin/mypy
+
+bench: install
+	$(PY) -m bench.run
+
+clean:
+	rm -rf $(VENV) data

@@ -1,0 +1,36 @@
+"""How every service subscribes: a consumer group, manual commits after the outcome, starting
+from the earliest offset for a new group, and a twin consumer that releases due retries."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from faststream.kafka import KafkaBroker
+from faststream.kafka.message import KafkaMessage
+from faststream.middlewares import AckPolicy
+
+from streamscribe.common.delivery import release_retry, retry_topic
+
+Handler = Callable[[KafkaMessage], Awaitable[None]]
+
+
+def subscribe(
+    broker: KafkaBroker,
+    topic: str,
+    group_id: str,
+    handler: Handler,
+    max_poll_interval_ms: int = 300_000,
+) -> None:
+    """Consume `topic` with `handler`, and `<topic>.retry` with the retry releaser."""
+    options: dict[str, Any] = {
+        "auto_offset_reset": "earliest",
+        "ack_policy": AckPolicy.MANUAL,
+        "max_poll_interval_ms": max_poll_interval_ms,
+    }
+    broker.subscriber(topic, group_id=group_id, **options)(handler)
+
+    async def on_retry(message: KafkaMessage) -> None:
+        await release_retry(broker, message)
+
+    broker.subscriber(retry_topic(topic), group_id=f"{group_id}-retry", **options)(on_retry)

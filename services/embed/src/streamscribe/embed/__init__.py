@@ -1,0 +1,1 @@
+"""streamscribe embed: transcripts to passage embeddings in a vector store."""

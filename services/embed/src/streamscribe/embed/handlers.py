@@ -1,0 +1,64 @@
+"""media.transcript -> vector store -> media.indexed once every chunk of a media is stored."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+from faststream.kafka import KafkaBroker
+from faststream.kafka.message import KafkaMessage
+
+from streamscribe.common import metrics
+from streamscribe.common.consumer import subscribe
+from streamscribe.common.delivery import JSON_HEADERS, Delivery
+from streamscribe.common.events import MediaIndexed, Transcript, encode_event
+from streamscribe.embed.embedder import Embedder
+from streamscribe.embed.passages import passages_for
+from streamscribe.embed.settings import EmbedSettings
+from streamscribe.embed.store import VectorStore
+
+STAGE = "embed"
+
+
+class Resources:
+    """Filled by the app's lifespan before the consumer starts."""
+
+    embedder: Embedder
+    store: VectorStore
+
+
+def register(broker: KafkaBroker, settings: EmbedSettings, resources: Resources) -> None:
+    delivery = Delivery(broker, settings, STAGE)
+
+    async def index(transcript: Transcript) -> None:
+        passages = passages_for(transcript)
+        if passages:
+            vectors = await asyncio.to_thread(resources.embedder.embed, [p.text for p in passages])
+        else:
+            vectors = np.zeros((0, resources.embedder.dimension), dtype=np.float32)
+        await asyncio.to_thread(resources.store.upsert, transcript, passages, vectors)
+        metrics.CHUNKS.labels(STAGE).inc()
+        metrics.AUDIO_SECONDS.labels(STAGE).inc(transcript.end - transcript.start)
+        await announce_if_complete(transcript)
+
+    async def announce_if_complete(transcript: Transcript) -> None:
+        """The store, not this process, knows how many chunks are in: any worker may finish."""
+        progress = await asyncio.to_thread(resources.store.progress, transcript.media_id)
+        if progress.total is None or progress.stored < progress.total:
+            return
+        event = MediaIndexed(
+            media_id=transcript.media_id,
+            source_url=transcript.source_url,
+            chunk_count=progress.total,
+            passage_count=progress.passages,
+        )
+        await broker.publish(
+            encode_event(event), settings.topics.indexed, key=transcript.media_id.encode(),
+            headers=JSON_HEADERS,
+        )
+
+    async def on_transcript(message: KafkaMessage) -> None:
+        await delivery.handle(message, Transcript, index)
+
+    group = settings.embed.group_id or "streamscribe-embed"
+    subscribe(broker, settings.topics.transcript, group, on_transcript)

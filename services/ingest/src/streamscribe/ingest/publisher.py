@@ -1,0 +1,55 @@
+"""Turns a local media file into `media.audio` events, one chunk at a time. Ingest uses it for
+downloads and the CLI for local files, so both produce identical chunks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from streamscribe.common.events import AudioChunk
+from streamscribe.ingest.chunker import Chunk, ChunkLimits, chunk_file
+
+Send = Callable[[AudioChunk], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class MediaRef:
+    media_id: str
+    source_url: str
+    language: str | None = None
+
+
+async def publish_audio(path: Path, media: MediaRef, limits: ChunkLimits, send: Send) -> int:
+    """Send every chunk of `path`; the last one carries `final` and the chunk count.
+    Decoding runs off the event loop; one chunk is held back to know which is last."""
+    chunks = chunk_file(path, limits)
+    held: Chunk | None = None
+    while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+        if held is not None:
+            await send(_event(held, media, final=False))
+        held = chunk
+    if held is None:  # the chunker raises first; kept so `held` is typed non-None below
+        raise RuntimeError(f"no chunks from {path}")
+    await send(_event(held, media, final=True))
+    return held.seq + 1
+
+
+def _event(chunk: Chunk, media: MediaRef, final: bool) -> AudioChunk:
+    return AudioChunk(
+        media_id=media.media_id,
+        seq=chunk.seq,
+        start=chunk.start,
+        end=chunk.end,
+        final=final,
+        chunk_count=chunk.seq + 1 if final else None,
+        source_url=media.source_url,
+        language=media.language,
+        audio=chunk.audio,
+    )
+
+
+def audio_key(event: AudioChunk) -> bytes:
+    """Chunks of one media spread over partitions, so every transcribe worker shares a long one."""
+    return event.chunk_id.encode()

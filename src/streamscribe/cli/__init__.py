@@ -1,0 +1,1 @@
+"""The `streamscribe` command line: run the pipeline, submit media, query the index."""

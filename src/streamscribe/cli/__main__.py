@@ -1,0 +1,3 @@
+from streamscribe.cli.main import app
+
+app()

@@ -1,0 +1,228 @@
+"""The `streamscribe` command. Settings come from STREAMSCRIBE_* variables (see the README)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from collections.abc import Coroutine
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from streamscribe.common.errors import StreamscribeError
+from streamscribe.common.kafka import ensure_topics
+from streamscribe.common.settings import CommonSettings
+
+T = TypeVar("T")
+S = TypeVar("S", bound=CommonSettings)
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+console = Console()
+errors = Console(stderr=True)
+
+
+class Service(StrEnum):
+    ingest = "ingest"
+    transcribe = "transcribe"
+    embed = "embed"
+
+
+class Format(StrEnum):
+    txt = "txt"
+    srt = "srt"
+    vtt = "vtt"
+    json = "json"
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    errors.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine; turn the errors a user can act on into one line and an exit code."""
+    try:
+        return asyncio.run(coro)
+    except (StreamscribeError, LookupError, OSError) as exc:
+        raise _fail(str(exc)) from exc
+    except Exception as exc:
+        if type(exc).__module__.startswith("aiokafka"):
+            raise _fail(f"broker unreachable or refused the request: {exc!r}") from exc
+        raise
+
+
+def _settings(cls: type[S]) -> S:
+    try:
+        return cls()
+    except ValidationError as exc:
+        raise _fail(f"invalid setting: {exc}", 2) from exc
+
+
+@app.command()
+def up(
+    ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness.")] = 600,
+) -> None:
+    """Start the pipeline: embedded broker if needed, topics, and the three services."""
+    from streamscribe.cli.supervisor import Supervisor
+    from streamscribe.embed.settings import EmbedSettings
+    from streamscribe.ingest.settings import IngestSettings
+    from streamscribe.transcribe.settings import TranscribeSettings
+
+    sections = {
+        "ingest": _settings(IngestSettings).ingest,
+        "transcribe": _settings(TranscribeSettings).transcribe,
+        "embed": _settings(EmbedSettings).embed,
+    }
+    supervisor = Supervisor(_settings(CommonSettings), sections, lambda line: print(line, flush=True))
+    raise typer.Exit(asyncio.run(supervisor.run(ready_timeout)))
+
+
+@app.command()
+def worker(service: Service) -> None:
+    """Run one service process (what `up` starts; run more to scale out)."""
+    from streamscribe.common.service import run
+
+    if service is Service.ingest:
+        from streamscribe.ingest.app import create_app as ingest_app
+        from streamscribe.ingest.settings import IngestSettings
+
+        ingest = _settings(IngestSettings)
+        run(ingest_app(ingest), ingest.ingest, ingest.log_level)
+    elif service is Service.transcribe:
+        from streamscribe.transcribe.app import create_app as transcribe_app
+        from streamscribe.transcribe.settings import TranscribeSettings
+
+        transcribe = _settings(TranscribeSettings)
+        run(transcribe_app(transcribe), transcribe.transcribe, transcribe.log_level)
+    else:
+        from streamscribe.embed.app import create_app as embed_app
+        from streamscribe.embed.settings import EmbedSettings
+
+        embed = _settings(EmbedSettings)
+        run(embed_app(embed), embed.embed, embed.log_level)
+
+
+@app.command()
+def submit(
+    source: Annotated[str, typer.Argument(help="A media URL or a local file.")],
+    media_id: Annotated[str | None, typer.Option("--id", help="Name the media.")] = None,
+    language: Annotated[str | None, typer.Option(help="Spoken language, e.g. en.")] = None,
+    wait: Annotated[bool, typer.Option(help="Follow progress until indexed or failed.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds --wait waits.")] = 3600,
+) -> None:
+    """Submit a URL (as a media.requested event) or a local file (chunked here)."""
+    from streamscribe.ingest.settings import IngestSettings
+
+    settings = _settings(IngestSettings)
+    path = Path(source)
+    if "://" not in source and not path.is_file():
+        raise _fail(f"{source} is neither a URL nor a readable file", 2)
+    code = _run(_submit(settings, source, path, media_id, language, wait, timeout))
+    raise typer.Exit(code)
+
+
+async def _submit(
+    settings: CommonSettings, source: str, path: Path, media_id: str | None,
+    language: str | None, wait: bool, timeout: float,
+) -> int:
+    from streamscribe.cli.progress import show_progress
+    from streamscribe.cli.submit import submit_file, submit_url
+    from streamscribe.cli.tracker import Tracker
+    from streamscribe.ingest.settings import IngestSettings
+
+    assert isinstance(settings, IngestSettings)
+    await ensure_topics(settings.kafka, settings.topics)
+    async with Tracker(settings) as tracker:
+        start = await tracker.end_offsets()
+        if path.is_file():
+            media_id, count = await submit_file(settings, path, media_id, language)
+            errors.print(f"published {count} chunks of {path}")
+        else:
+            media_id = await submit_url(settings, source, media_id, language)
+        print(media_id, flush=True)
+        if not wait:
+            return 0
+        return await show_progress(tracker.follow(media_id, start), timeout, errors)
+
+
+@app.command()
+def status(
+    media_id: Annotated[str | None, typer.Argument(help="One media; all when omitted.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Per-media state and chunk counts per stage, read from the topics."""
+    from streamscribe.cli.tracker import MediaState, Tracker
+
+    async def snapshot() -> dict[str, MediaState]:
+        async with Tracker(_settings(CommonSettings)) as tracker:
+            return await tracker.snapshot()
+
+    states = _run(snapshot())
+    rows = [s.as_dict() for s in states.values() if media_id in (None, s.media_id)]
+    if media_id and not rows:
+        raise _fail(f"no media {media_id}")
+    if as_json:
+        print(json.dumps(rows[0] if media_id else rows, indent=2))
+        return
+    table = Table("media", "state", "chunks (audio/transcribed/total)", "source / reason")
+    for row in rows:
+        chunks = row["chunks"]
+        detail = row["failure"]["reason"] + ": " + row["failure"]["detail"] if row["failure"] else ""
+        table.add_row(
+            row["media_id"], row["state"],
+            f"{chunks['audio']}/{chunks['transcribed']}/{chunks['total'] or '?'}",
+            detail or (row["source_url"] or ""),
+        )
+    console.print(table)
+
+
+@app.command()
+def search(
+    query: str,
+    k: Annotated[int, typer.Option("-k", min=1, max=100, help="How many passages.")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Best passages for a query, with media id, source URL, start and end seconds, score."""
+    from streamscribe.embed.search import search as search_index
+    from streamscribe.embed.settings import EmbedSettings
+
+    try:
+        hits = search_index(_settings(EmbedSettings), query, k)
+    except StreamscribeError as exc:
+        raise _fail(str(exc)) from exc
+    if as_json:
+        print(json.dumps([hit.__dict__ for hit in hits], indent=2))
+        return
+    table = Table("score", "media", "start", "end", "text", "source")
+    for hit in hits:
+        table.add_row(
+            f"{hit.score:.3f}", hit.media_id, f"{hit.start:.1f}", f"{hit.end:.1f}", hit.text,
+            hit.source_url,
+        )
+    console.print(table)
+
+
+@app.command()
+def transcript(
+    media_id: str,
+    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.txt,
+) -> None:
+    """Print the transcript of one media (streamed, any length)."""
+    from streamscribe.embed.settings import EmbedSettings
+    from streamscribe.embed.store import open_store
+    from streamscribe.embed.transcript_format import render
+
+    store = open_store(_settings(EmbedSettings))
+    try:
+        if media_id not in store.media_ids():
+            raise _fail(f"no transcript for {media_id}: is it indexed? (streamscribe status)")
+        for block in render(store.segments(media_id), fmt.value):
+            sys.stdout.write(block)
+    finally:
+        store.close()

@@ -1,0 +1,135 @@
+"""`streamscribe up`: the embedded broker if needed, topics, and one process per service;
+restarts a worker that dies, stops everything it started on SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from streamscribe.cli.broker import EmbeddedBroker, is_listening, loopback_address
+from streamscribe.common.errors import ConfigError
+from streamscribe.common.kafka import ensure_topics
+from streamscribe.common.settings import CommonSettings, ServiceSection
+
+STOP_GRACE_SECONDS = 30.0
+RESTART_BACKOFF_MAX = 30.0
+
+
+@dataclass
+class Worker:
+    name: str
+    section: ServiceSection
+    process: asyncio.subprocess.Process | None = None
+    restarts: int = field(default=0)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.section.http_host}:{self.section.http_port}"
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "streamscribe.cli", "worker", self.name
+        )
+
+    async def stop(self) -> None:
+        if self.process is None or self.process.returncode is not None:
+            return
+        self.process.terminate()
+        try:
+            await asyncio.wait_for(self.process.wait(), STOP_GRACE_SECONDS)
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.base_url}/readyz", timeout=2) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+
+class Supervisor:
+    def __init__(
+        self, settings: CommonSettings, sections: dict[str, ServiceSection], echo: Callable[[str], None]
+    ) -> None:
+        self.settings = settings
+        self.workers = [Worker(name, section) for name, section in sections.items()]
+        self.echo = echo
+        self.broker: EmbeddedBroker | None = None
+        self.stopping = asyncio.Event()
+
+    async def run(self, ready_timeout: float) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stopping.set)
+        try:
+            await self._start_broker()
+            await ensure_topics(self.settings.kafka, self.settings.topics)
+            for worker in self.workers:
+                await worker.start()
+            await self._await_ready(ready_timeout)
+            for worker in self.workers:
+                self.echo(f"{worker.name}: metrics {worker.base_url}/metrics")
+            self.echo("streamscribe ready")
+            await self._watch()
+            return 0
+        except ConfigError as exc:
+            self.echo(f"error: {exc}")
+            return 1
+        finally:
+            await self._stop_all()
+
+    async def _start_broker(self) -> None:
+        address = loopback_address(self.settings.kafka.bootstrap_servers)
+        if address is None or await asyncio.to_thread(is_listening, *address):
+            self.echo(f"broker: {self.settings.kafka.bootstrap_servers}")
+            return
+        self.broker = EmbeddedBroker(*address, self.settings.data_dir / "logs" / "tansu.log")
+        await self.broker.start()
+        self.echo(f"broker: embedded Tansu on {address[0]}:{address[1]} (memory only)")
+
+    async def _await_ready(self, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        pending = list(self.workers)
+        while pending:
+            if self.stopping.is_set():
+                raise ConfigError("stopped before every service was ready")
+            for worker in list(pending):
+                if worker.process and worker.process.returncode is not None:
+                    raise ConfigError(f"{worker.name} exited with {worker.process.returncode}")
+                if await asyncio.to_thread(worker.ready):
+                    pending.remove(worker)
+            if loop.time() > deadline:
+                names = ", ".join(w.name for w in pending)
+                raise ConfigError(f"not ready after {timeout:.0f}s: {names}")
+            await asyncio.sleep(0.5)
+
+    async def _watch(self) -> None:
+        """Restart a worker that exits, with backoff, until asked to stop."""
+        while not self.stopping.is_set():
+            for worker in self.workers:
+                if worker.process and worker.process.returncode is not None:
+                    delay = min(2.0**worker.restarts, RESTART_BACKOFF_MAX)
+                    self.echo(
+                        f"{worker.name} exited with {worker.process.returncode}; "
+                        f"restarting in {delay:.0f}s"
+                    )
+                    worker.restarts += 1
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.stopping.wait(), delay)
+                    if not self.stopping.is_set():
+                        await worker.start()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), 0.5)
+
+    async def _stop_all(self) -> None:
+        await asyncio.gather(*(worker.stop() for worker in self.workers))
+        if self.broker:
+            await self.broker.stop()
