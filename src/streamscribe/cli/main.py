@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -19,6 +20,7 @@ from streamscribe.common.errors import StreamscribeError
 from streamscribe.common.kafka import ensure_topics
 from streamscribe.common.settings import CommonSettings
 
+logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the CLI reports failures itself
 T = TypeVar("T")
 S = TypeVar("S", bound=CommonSettings)
 
@@ -53,7 +55,11 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
         raise _fail(str(exc)) from exc
     except Exception as exc:
         if type(exc).__module__.startswith("aiokafka"):
-            raise _fail(f"broker unreachable or refused the request: {exc!r}") from exc
+            servers = CommonSettings().kafka.bootstrap_servers
+            raise _fail(
+                f"cannot use the Kafka broker at {servers} ({exc}); is the pipeline up "
+                "(`streamscribe up`), or is STREAMSCRIBE_KAFKA__BOOTSTRAP_SERVERS right?"
+            ) from exc
         raise
 
 

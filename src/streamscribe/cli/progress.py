@@ -28,7 +28,7 @@ async def show_progress(states: AsyncIterator[MediaState], timeout: float, out: 
                         progress.update(bars["index"], completed=total, total=total)
                         out.print(f"indexed {state.media_id}")
                         return 0
-                    if state.failure:
+                    if state.failed and state.failure:
                         f = state.failure
                         out.print(f"[red]failed[/red] at {f['stage']}: {f['reason']}: {f['detail']}")
                         return 1

@@ -33,7 +33,8 @@ class Worker:
 
     async def start(self) -> None:
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "streamscribe.cli", "worker", self.name
+            sys.executable, "-m", "streamscribe.cli", "worker", self.name,
+            stdout=sys.stderr,  # up's own stdout carries only its status lines
         )
 
     async def stop(self) -> None:

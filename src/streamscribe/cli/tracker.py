@@ -19,18 +19,30 @@ Offsets = dict[TopicPartition, int]
 
 @dataclass
 class MediaState:
+    """Chunk sets only grow (redelivery repeats a seq, never adds one); terminal events are
+    compared by broker timestamp, so a resubmitted media reads as in progress again."""
+
     media_id: str
     source_url: str | None = None
-    requested: bool = False
+    requested_at: int = 0
+    indexed_at: int = 0
+    failed_at: int = 0
     chunk_count: int | None = None
     audio: set[int] = field(default_factory=set)
     transcribed: set[int] = field(default_factory=set)
-    indexed: bool = False
     failure: dict[str, str] | None = None
 
     @property
+    def indexed(self) -> bool:
+        return self.indexed_at > max(self.failed_at, self.requested_at)
+
+    @property
+    def failed(self) -> bool:
+        return self.failed_at > max(self.indexed_at, self.requested_at)
+
+    @property
     def state(self) -> str:
-        if self.failure:
+        if self.failed:
             return "failed"
         if self.indexed:
             return "indexed"
@@ -50,7 +62,7 @@ class MediaState:
                 "audio": len(self.audio),
                 "transcribed": len(self.transcribed),
             },
-            "failure": self.failure,
+            "failure": self.failure if self.failed else None,
         }
 
 
@@ -75,7 +87,11 @@ class Tracker:
         self.states: dict[str, MediaState] = {}
 
     async def __aenter__(self) -> Tracker:
-        await self.consumer.start()
+        try:
+            await self.consumer.start()
+        except Exception:
+            await self.consumer.stop()
+            raise
         await self.consumer.topics()  # loads cluster metadata, so partitions are known
         partitions = [
             TopicPartition(topic, p)
@@ -99,9 +115,15 @@ class Tracker:
         """Every media's state as of now, read from the start of each topic."""
         await self.consumer.seek_to_beginning()
         ends = await self.end_offsets()
-        while any(await self.consumer.position(tp) < end for tp, end in ends.items()):
+        while await self._behind(ends):
             await self._poll()
         return self.states
+
+    async def _behind(self, ends: Offsets) -> bool:
+        for tp, end in ends.items():
+            if await self.consumer.position(tp) < end:
+                return True
+        return False
 
     async def follow(self, media_id: str, start: Offsets) -> AsyncIterator[MediaState]:
         """States of one media after `start`, as each event about it arrives."""
@@ -115,10 +137,10 @@ class Tracker:
         batches = await self.consumer.getmany(timeout_ms=500)
         for tp, records in batches.items():
             for record in records:
-                self._fold(self.kinds[tp.topic], record.value)
+                self._fold(self.kinds[tp.topic], record.value, record.timestamp)
         return bool(batches)
 
-    def _fold(self, kind: str, value: bytes | None) -> None:
+    def _fold(self, kind: str, value: bytes | None, timestamp: int) -> None:
         try:
             data = json.loads(value or b"")
         except ValueError:
@@ -132,33 +154,32 @@ class Tracker:
             return
         state = self.states.setdefault(media_id, MediaState(media_id))
         state.source_url = state.source_url or data.get("url") or data.get("source_url")
-        _FOLDS[kind](state, data)
+        _FOLDS[kind](state, data, timestamp)
 
 
-def _requested(state: MediaState, _: dict[str, Any]) -> None:
-    # a new request starts the media over: a resubmission re-runs the pipeline
-    state.requested, state.indexed, state.failure = True, False, None
-    state.audio.clear()
-    state.transcribed.clear()
+def _requested(state: MediaState, _: dict[str, Any], at: int) -> None:
+    state.requested_at = max(state.requested_at, at)
 
 
-def _audio(state: MediaState, data: dict[str, Any]) -> None:
+def _audio(state: MediaState, data: dict[str, Any], _: int) -> None:
     state.audio.add(int(data.get("seq", 0)))
     state.chunk_count = data.get("chunk_count") or state.chunk_count
 
 
-def _transcript(state: MediaState, data: dict[str, Any]) -> None:
+def _transcript(state: MediaState, data: dict[str, Any], _: int) -> None:
     state.transcribed.add(int(data.get("seq", 0)))
     state.chunk_count = data.get("chunk_count") or state.chunk_count
 
 
-def _indexed(state: MediaState, data: dict[str, Any]) -> None:
-    state.indexed = True
+def _indexed(state: MediaState, data: dict[str, Any], at: int) -> None:
+    state.indexed_at = max(state.indexed_at, at)
     state.chunk_count = data.get("chunk_count") or state.chunk_count
 
 
-def _failed(state: MediaState, data: dict[str, Any]) -> None:
-    state.failure = {k: str(data.get(k, "")) for k in ("stage", "reason", "detail")}
+def _failed(state: MediaState, data: dict[str, Any], at: int) -> None:
+    if at >= state.failed_at:
+        state.failed_at = at
+        state.failure = {k: str(data.get(k, "")) for k in ("stage", "reason", "detail")}
 
 
 _FOLDS = {

@@ -6,13 +6,22 @@ Audio travels as base64 inside the JSON so that the whole pipeline stays one for
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Base64Bytes, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    ValidationError,
+    field_validator,
+)
 
 from streamscribe.common.errors import InvalidEventError
 
@@ -22,6 +31,22 @@ MAX_EVENT_BYTES = 4 * 1024 * 1024
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _audio_from(value: object) -> bytes:
+    """Raw bytes from Python, base64 text from JSON."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return base64.b64decode(value, validate=True)
+    raise ValueError("audio must be base64 text")
+
+
+AudioBytes = Annotated[
+    bytes,
+    PlainValidator(_audio_from),
+    PlainSerializer(lambda raw: base64.b64encode(raw).decode("ascii"), return_type=str),
+]
 
 
 class Reason(StrEnum):
@@ -73,7 +98,7 @@ class AudioChunk(Event):
     chunk_count: int | None = Field(None, ge=1, description="Set on the final chunk.")
     source_url: str
     language: str | None = None
-    audio: Base64Bytes
+    audio: AudioBytes
 
     @property
     def chunk_id(self) -> str:

@@ -74,6 +74,6 @@ def run(app: AsgiFastStream, section: ServiceSection, log_level: str) -> None:
     logging.basicConfig(
         level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    options = {"host": section.http_host, "port": section.http_port, "log_level": "warning"}
-    asyncio.run(app.run(run_extra_options=options))
+    options = {"host": section.http_host, "port": section.http_port, "access_log": "false"}
+    asyncio.run(app.run(log_level=logging.getLevelName(log_level), run_extra_options=options))
 

@@ -29,7 +29,7 @@ class TempRoot:
     """Per-job temp dirs named `<job>.<pid>` so another process can tell whose they are."""
 
     def __init__(self, root: Path, service: str) -> None:
-        self.path = root / service
+        self.path = (root / service).resolve()  # yt-dlp joins relative paths twice
         self.path.mkdir(parents=True, exist_ok=True)
 
     def sweep(self) -> list[Path]:

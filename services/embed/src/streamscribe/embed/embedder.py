@@ -37,6 +37,8 @@ class Embedder:
         model = resolve_model(section)
         if not section.allow_download:
             os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         from sentence_transformers import SentenceTransformer  # heavy: only where used
 
         self.batch_size = section.batch_size

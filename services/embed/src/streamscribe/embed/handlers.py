@@ -6,7 +6,7 @@ import asyncio
 
 import numpy as np
 from faststream.kafka import KafkaBroker
-from faststream.kafka.message import KafkaMessage
+from faststream.kafka.annotations import KafkaMessage
 
 from streamscribe.common import metrics
 from streamscribe.common.consumer import subscribe
@@ -44,7 +44,7 @@ def register(broker: KafkaBroker, settings: EmbedSettings, resources: Resources)
     async def announce_if_complete(transcript: Transcript) -> None:
         """The store, not this process, knows how many chunks are in: any worker may finish."""
         progress = await asyncio.to_thread(resources.store.progress, transcript.media_id)
-        if progress.total is None or progress.stored < progress.total:
+        if not progress.complete or progress.total is None:
             return
         event = MediaIndexed(
             media_id=transcript.media_id,

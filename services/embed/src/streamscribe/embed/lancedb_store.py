@@ -13,12 +13,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import cast
 
 import lancedb
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 from lancedb.merge import LanceMergeInsertBuilder
+from lancedb.query import LanceVectorQueryBuilder
 from lancedb.table import Table
 from pydantic import TypeAdapter
 
@@ -91,11 +93,13 @@ class LanceDBStore:
             return Progress(stored=0, total=None, passages=0, source_url=None)
         of_media = f"media_id = {_quote(media_id)}"
         with self._transient(f"reading progress of {media_id}"):
-            rows = _select(chunks, of_media, ["final", "chunk_count", "source_url"]).to_pylist()
+            columns = ["seq", "final", "chunk_count", "source_url"]
+            rows = _select(chunks, of_media, columns).to_pylist()
             passages = self._open(PASSAGES)
             passage_count = passages.count_rows(of_media) if passages is not None else 0
         return Progress(
-            stored=len(rows),
+            # distinct seqs, not rows: two workers racing on one chunk must not count it twice
+            stored=len({row["seq"] for row in rows}),
             total=next((row["chunk_count"] for row in rows if row["final"]), None),
             passages=passage_count,
             source_url=rows[0]["source_url"] if rows else None,
@@ -107,10 +111,11 @@ class LanceDBStore:
             return []
         query = np.asarray(vector, dtype=np.float32).reshape(-1)
         with self._transient("searching"):
+            # Table.search is typed for every query kind; a vector query builds a vector query
+            nearest = cast(LanceVectorQueryBuilder, passages.search(query, "vector"))
             rows = (
-                passages.search(query, vector_column_name="vector")
-                .distance_type("cosine")
-                .select(["media_id", "source_url", "start", "end", "text"])
+                nearest.distance_type("cosine")
+                .select(["media_id", "source_url", "start", "end", "text", "_distance"])
                 .limit(k)
                 .to_arrow()
                 .to_pylist()
@@ -132,6 +137,8 @@ class LanceDBStore:
         if chunks is None:
             return
         of_media = f"media_id = {_quote(media_id)}"
+        # rows come back in storage order: list the (small) seq column, then read the segments
+        # a page of chunks at a time, in seq order
         with self._transient(f"listing chunks of {media_id}"):
             seqs = sorted(_select(chunks, of_media, ["seq"])["seq"].to_pylist())
         for first in range(0, len(seqs), PAGE_CHUNKS):
@@ -148,7 +155,7 @@ class LanceDBStore:
             return []
         found: set[str] = set()
         with self._transient("listing media"):
-            # batch by batch: one row per chunk of every media would not fit in memory at once
+            # batch by batch: the column has a row per chunk of every media; keep only distinct ids
             for batch in chunks.search().select(["media_id"]).limit(None).to_batches():
                 found.update(batch.column("media_id").to_pylist())
         return sorted(found)

@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from streamscribe.common.events import Segment, Transcript
 from streamscribe.embed.passages import Passage
+from streamscribe.embed.settings import EmbedSettings
 
 Vectors = npt.NDArray[np.floating[Any]]
 """Rows of float vectors, one per passage (or a single query vector)."""
@@ -78,3 +79,10 @@ class VectorStore(Protocol):
     def media_ids(self) -> list[str]: ...
 
     def close(self) -> None: ...
+
+
+def open_store(settings: EmbedSettings) -> VectorStore:
+    """The backend the settings name (imported here: a backend is one module)."""
+    from streamscribe.embed.lancedb_store import LanceDBStore
+
+    return LanceDBStore(settings.store_path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from faststream.kafka import KafkaBroker
-from faststream.kafka.message import KafkaMessage
+from faststream.kafka.annotations import KafkaMessage
 
 from streamscribe.common import metrics
 from streamscribe.common.consumer import subscribe

@@ -8,7 +8,7 @@ import io
 import numpy as np
 from faster_whisper import decode_audio
 from faststream.kafka import KafkaBroker
-from faststream.kafka.message import KafkaMessage
+from faststream.kafka.annotations import KafkaMessage
 
 from streamscribe.common import metrics
 from streamscribe.common.consumer import subscribe

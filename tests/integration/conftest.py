@@ -1,0 +1,184 @@
+"""One real pipeline per session: `streamscribe up` on an embedded Tansu broker (its own free
+port and topic prefix), real models, media served over HTTP on loopback."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import require_tool
+from tests.integration.speech import SENTENCES, Speech, make_speech
+
+READY_TIMEOUT = 300.0
+STREAMSCRIBE = str(Path(sys.executable).with_name("streamscribe"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.5) -> Any:
+    """Poll until `predicate` returns something truthy; fail with `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := predicate():
+            return result
+        time.sleep(every)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@dataclass
+class Pipeline:
+    env: dict[str, str]
+    data_dir: Path
+    temp_root: Path
+    prefix: str
+    bootstrap: str
+    process: subprocess.Popen[str]
+
+    def cli(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [STREAMSCRIBE, *args], env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+
+    def status(self, media_id: str) -> dict[str, Any] | None:
+        result = self.cli("status", media_id, "--json", timeout=60)
+        return json.loads(result.stdout) if result.returncode == 0 else None
+
+    def wait_state(self, media_id: str, states: set[str], timeout: float = 300) -> dict[str, Any]:
+        def reached() -> dict[str, Any] | None:
+            status = self.status(media_id)
+            return status if status and status["state"] in states else None
+
+        result: dict[str, Any] = wait_for(reached, timeout, f"{media_id} to reach {states}", 2)
+        return result
+
+    def topic(self, base: str) -> str:
+        return f"{self.prefix}{base}"
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+
+@dataclass
+class MediaServer:
+    root: Path
+    base_url: str
+
+    def url(self, name: str) -> str:
+        return f"{self.base_url}/{name}"
+
+
+@pytest.fixture(scope="session")
+def speech(tmp_path_factory: pytest.TempPathFactory) -> Speech:
+    require_tool("espeak-ng")
+    require_tool("sox")
+    return make_speech(tmp_path_factory.mktemp("speech"))
+
+
+@pytest.fixture(scope="session")
+def short_speech(tmp_path_factory: pytest.TempPathFactory) -> Speech:
+    require_tool("espeak-ng")
+    require_tool("sox")
+    return make_speech(tmp_path_factory.mktemp("short"), SENTENCES[:2], "short")
+
+
+@pytest.fixture(scope="session")
+def media_server(
+    tmp_path_factory: pytest.TempPathFactory, speech: Speech, short_speech: Speech
+) -> Iterator[MediaServer]:
+    """Serves the speech files and an HTML page with no media, on loopback."""
+    root = tmp_path_factory.mktemp("www")
+    for source in (speech.path, short_speech.path):
+        (root / source.name).write_bytes(source.read_bytes())
+    (root / "page.html").write_text("<html><body><p>No media here.</p></body></html>")
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield MediaServer(root, f"http://127.0.0.1:{server.server_address[1]}")
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    data_dir = tmp_path_factory.mktemp("data")
+    prefix = f"it-{uuid.uuid4().hex[:8]}."
+    bootstrap = f"127.0.0.1:{free_port()}"
+    env = {
+        **os.environ,
+        "STREAMSCRIBE_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+        "STREAMSCRIBE_TOPICS__PREFIX": prefix,
+        "STREAMSCRIBE_TOPICS__PARTITIONS": "3",
+        "STREAMSCRIBE_DATA_DIR": str(data_dir),
+        "STREAMSCRIBE_TEMP_ROOT": str(data_dir / "tmp"),
+        "STREAMSCRIBE_INGEST__ALLOW_PRIVATE_NETWORKS": "true",
+        "STREAMSCRIBE_RETRY__BACKOFF_SECONDS": "0.2",
+        "STREAMSCRIBE_RETRY__MAX_ATTEMPTS": "2",
+        "STREAMSCRIBE_INGEST__HTTP_PORT": str(free_port()),
+        "STREAMSCRIBE_TRANSCRIBE__HTTP_PORT": str(free_port()),
+        "STREAMSCRIBE_EMBED__HTTP_PORT": str(free_port()),
+    }
+    log = (data_dir / "up.log").open("w")
+    process = subprocess.Popen(
+        [STREAMSCRIBE, "up"], env=env, stdout=subprocess.PIPE, stderr=log, text=True
+    )
+    lines: list[str] = []
+
+    def read_until_ready() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if "ready" in line:
+                return
+
+    reader = threading.Thread(target=read_until_ready, daemon=True)
+    reader.start()
+    reader.join(READY_TIMEOUT)
+    if not any("ready" in line for line in lines):
+        process.kill()
+        pytest.fail(f"pipeline not ready: {''.join(lines)}\n{(data_dir / 'up.log').read_text()}")
+    yield Pipeline(env, data_dir, data_dir / "tmp", prefix, bootstrap, process)
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
+    log.close()
+
+
+@pytest.fixture(scope="session")
+def kcat_env() -> dict[str, str]:
+    """kcat linked against the librdkafka bundled with confluent-kafka: Debian's 2.0.2 cannot
+    parse the ApiVersions v3 response of the Tansu broker."""
+    require_tool("kcat")
+    import confluent_kafka
+
+    libs = Path(confluent_kafka.__file__).parent.parent / "confluent_kafka.libs"
+    [library] = libs.glob("librdkafka*.so*")
+    shim = Path(os.environ.get("TMPDIR", "/tmp")) / f"streamscribe-kcat-{os.getuid()}"
+    shim.mkdir(exist_ok=True)
+    link = shim / "librdkafka.so.1"
+    if not link.exists():
+        link.symlink_to(library)
+    return {**os.environ, "LD_LIBRARY_PATH": str(shim)}

@@ -1,0 +1,162 @@
+"""Acceptance of the end-to-end pipeline: URL, local file and kcat in; a searchable,
+timestamped transcript out; clear failures that do not stop the services."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jiwer
+import pytest
+
+from tests.integration.conftest import MediaServer, Pipeline, wait_for
+from tests.integration.speech import Speech
+
+MIDDLE = 20  # a sentence from the middle of the speech
+
+
+def _words(text: str) -> str:
+    return " ".join(re.sub(r"[^a-z0-9' ]", " ", text.lower()).split())
+
+
+def _wer(pipeline: Pipeline, media_id: str, speech: Speech) -> float:
+    result = pipeline.cli("transcript", media_id, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    segments = json.loads(result.stdout)
+    starts = [s["start"] for s in segments]
+    assert starts == sorted(starts), "segments out of order"
+    hypothesis = " ".join(s["text"] for s in segments)
+    return float(jiwer.wer(_words(speech.text), _words(hypothesis)))
+
+
+def _search(pipeline: Pipeline, query: str, k: int = 10) -> list[dict[str, Any]]:
+    result = pipeline.cli("search", query, "-k", str(k), "--json")
+    assert result.returncode == 0, result.stderr
+    hits: list[dict[str, Any]] = json.loads(result.stdout)
+    return hits
+
+
+def _assert_found(pipeline: Pipeline, media_id: str, speech: Speech) -> None:
+    """The middle sentence's best passage in this media is that sentence, where it is spoken."""
+    sentence, spoken_at = speech.sentence_at(MIDDLE)
+    hits = _search(pipeline, sentence)
+    assert _words(sentence)[:20] in _words(hits[0]["text"]) or hits[0]["score"] > 0.8
+    [best] = [hit for hit in hits if hit["media_id"] == media_id][:1]
+    assert abs(best["start"] - spoken_at) <= 3.0, (best, spoken_at)
+    assert best["score"] == pytest.approx(hits[0]["score"], abs=0.05)
+
+
+def _submit_wait(pipeline: Pipeline, *args: str) -> str:
+    result = pipeline.cli("submit", *args, "--wait", timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "indexed" in result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_url_ends_indexed_with_accurate_searchable_transcript(
+    pipeline: Pipeline, media_server: MediaServer, speech: Speech
+) -> None:
+    media_id = _submit_wait(pipeline, media_server.url(speech.path.name))
+    status = pipeline.status(media_id)
+    assert status is not None
+    assert status["state"] == "indexed"
+    assert status["chunks"]["total"] >= 6  # 3.5 minutes in chunks of at most 30 s
+    assert _wer(pipeline, media_id, speech) <= 0.15
+    _assert_found(pipeline, media_id, speech)
+    assert list(pipeline.temp_root.glob("ingest/*")) == []
+
+
+def test_local_file_gives_the_same_result(pipeline: Pipeline, speech: Speech) -> None:
+    media_id = _submit_wait(pipeline, str(speech.path))
+    assert media_id.startswith("f-")
+    assert _wer(pipeline, media_id, speech) <= 0.15
+    _assert_found(pipeline, media_id, speech)
+    srt = pipeline.cli("transcript", media_id, "--format", "srt").stdout
+    assert srt.startswith("1\n00:00:0")
+
+
+def test_plain_json_published_with_kcat_ends_indexed(
+    pipeline: Pipeline, media_server: MediaServer, short_speech: Speech,
+    kcat_env: dict[str, str],
+) -> None:
+    url = media_server.url(short_speech.path.name) + "?via=kcat"
+    subprocess.run(
+        ["kcat", "-P", "-b", pipeline.bootstrap, "-t", pipeline.topic("media.requested")],
+        input=json.dumps({"url": url, "media_id": "kcat-short"}), text=True, env=kcat_env,
+        check=True, timeout=60,
+    )
+    status = pipeline.wait_state("kcat-short", {"indexed", "failed"})
+    assert status["state"] == "indexed", status
+    indexed = subprocess.run(
+        ["kcat", "-C", "-b", pipeline.bootstrap, "-t", pipeline.topic("media.indexed"),
+         "-o", "beginning", "-e", "-q"],
+        env=kcat_env, capture_output=True, text=True, check=True, timeout=60,
+    ).stdout
+    events = [json.loads(line) for line in indexed.splitlines() if line.strip()]
+    assert any(e["media_id"] == "kcat-short" and e["chunk_count"] >= 1 for e in events)
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"), [("missing.wav", "not_found"), ("page.html", "unsupported_media")]
+)
+def test_bad_url_fails_with_a_reason_and_leaves_no_temp_dir(
+    pipeline: Pipeline, media_server: MediaServer, name: str, reason: str
+) -> None:
+    result = pipeline.cli("submit", media_server.url(name), "--wait", timeout=300)
+    assert result.returncode == 1
+    assert reason in result.stderr
+    status = pipeline.status(result.stdout.strip())
+    assert status is not None
+    assert status["state"] == "failed"
+    assert status["failure"]["reason"] == reason
+    assert list(pipeline.temp_root.glob("ingest/*")) == []
+
+
+def test_unparseable_event_is_dead_lettered_and_the_next_one_served(
+    pipeline: Pipeline, media_server: MediaServer, short_speech: Speech,
+    kcat_env: dict[str, str],
+) -> None:
+    topic = pipeline.topic("media.requested")
+    subprocess.run(
+        ["kcat", "-P", "-b", pipeline.bootstrap, "-t", topic], input="this is {not json\n",
+        text=True, env=kcat_env, check=True, timeout=60,
+    )
+
+    def dead_letters() -> list[str]:
+        out = subprocess.run(
+            ["kcat", "-C", "-b", pipeline.bootstrap, "-t", f"{topic}.dlq", "-o", "beginning",
+             "-e", "-q", "-f", "%s|%h\n"],
+            env=kcat_env, capture_output=True, text=True, timeout=60,
+        ).stdout
+        return [line for line in out.splitlines() if line.startswith("this is {not json")]
+
+    [dead] = wait_for(dead_letters, 120, "the dead letter")
+    assert "streamscribe-stage=ingest" in dead
+    assert "InvalidEventError" in dead
+    media_id = _submit_wait(pipeline, media_server.url(short_speech.path.name) + "?after=dlq")
+    assert pipeline.status(media_id) is not None
+
+
+def test_up_serves_metrics_health_and_readiness(pipeline: Pipeline) -> None:
+    import urllib.request
+
+    for service in ("INGEST", "TRANSCRIBE", "EMBED"):
+        port = pipeline.env[f"STREAMSCRIBE_{service}__HTTP_PORT"]
+        base = f"http://127.0.0.1:{port}"
+        with urllib.request.urlopen(f"{base}/readyz", timeout=5) as response:
+            assert response.status == 200
+        with urllib.request.urlopen(f"{base}/healthz", timeout=10) as response:
+            assert response.status == 204
+        with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        assert "process_resident_memory_bytes" in text
+        assert "streamscribe_ready 1.0" in text
+
+
+def test_submit_of_a_missing_file_is_a_clear_user_error(pipeline: Pipeline, tmp_path: Path) -> None:
+    result = pipeline.cli("submit", str(tmp_path / "nope.mp3"))
+    assert result.returncode == 2
+    assert "neither a URL nor a readable file" in result.stderr
