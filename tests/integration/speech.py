@@ -72,8 +72,21 @@ def make_speech(directory: Path, sentences: list[str] = SENTENCES, name: str = "
     parts, starts, clock = [], [], 0.0
     gap = directory / "gap.wav"
     subprocess.run(
-        ["sox", "-n", "-r", "22050", "-c", "1", "-b", "16", str(gap), "trim", "0",
-         str(GAP_SECONDS)], check=True,
+        [
+            "sox",
+            "-n",
+            "-r",
+            "22050",
+            "-c",
+            "1",
+            "-b",
+            "16",
+            str(gap),
+            "trim",
+            "0",
+            str(GAP_SECONDS),
+        ],
+        check=True,
     )
     for i, sentence in enumerate(sentences):
         part = directory / f"{name}-{i:03d}.wav"

@@ -79,21 +79,40 @@ def test_local_file_gives_the_same_result(pipeline: Pipeline, speech: Speech) ->
 
 
 def test_plain_json_published_with_kcat_ends_indexed(
-    pipeline: Pipeline, media_server: MediaServer, short_speech: Speech,
+    pipeline: Pipeline,
+    media_server: MediaServer,
+    short_speech: Speech,
     kcat_env: dict[str, str],
 ) -> None:
     url = media_server.url(short_speech.path.name) + "?via=kcat"
     subprocess.run(
         ["kcat", "-P", "-b", pipeline.bootstrap, "-t", pipeline.topic("media.requested")],
-        input=json.dumps({"url": url, "media_id": "kcat-short"}), text=True, env=kcat_env,
-        check=True, timeout=60,
+        input=json.dumps({"url": url, "media_id": "kcat-short"}),
+        text=True,
+        env=kcat_env,
+        check=True,
+        timeout=60,
     )
     status = pipeline.wait_state("kcat-short", {"indexed", "failed"})
     assert status["state"] == "indexed", status
     indexed = subprocess.run(
-        ["kcat", "-C", "-b", pipeline.bootstrap, "-t", pipeline.topic("media.indexed"),
-         "-o", "beginning", "-e", "-q"],
-        env=kcat_env, capture_output=True, text=True, check=True, timeout=60,
+        [
+            "kcat",
+            "-C",
+            "-b",
+            pipeline.bootstrap,
+            "-t",
+            pipeline.topic("media.indexed"),
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+        ],
+        env=kcat_env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     ).stdout
     events = [json.loads(line) for line in indexed.splitlines() if line.strip()]
     assert any(e["media_id"] == "kcat-short" and e["chunk_count"] >= 1 for e in events)
@@ -116,20 +135,41 @@ def test_bad_url_fails_with_a_reason_and_leaves_no_temp_dir(
 
 
 def test_unparseable_event_is_dead_lettered_and_the_next_one_served(
-    pipeline: Pipeline, media_server: MediaServer, short_speech: Speech,
+    pipeline: Pipeline,
+    media_server: MediaServer,
+    short_speech: Speech,
     kcat_env: dict[str, str],
 ) -> None:
     topic = pipeline.topic("media.requested")
     subprocess.run(
-        ["kcat", "-P", "-b", pipeline.bootstrap, "-t", topic], input="this is {not json\n",
-        text=True, env=kcat_env, check=True, timeout=60,
+        ["kcat", "-P", "-b", pipeline.bootstrap, "-t", topic],
+        input="this is {not json\n",
+        text=True,
+        env=kcat_env,
+        check=True,
+        timeout=60,
     )
 
     def dead_letters() -> list[str]:
         out = subprocess.run(
-            ["kcat", "-C", "-b", pipeline.bootstrap, "-t", f"{topic}.dlq", "-o", "beginning",
-             "-e", "-q", "-f", "%s|%h\n"],
-            env=kcat_env, capture_output=True, text=True, timeout=60,
+            [
+                "kcat",
+                "-C",
+                "-b",
+                pipeline.bootstrap,
+                "-t",
+                f"{topic}.dlq",
+                "-o",
+                "beginning",
+                "-e",
+                "-q",
+                "-f",
+                "%s|%h\n",
+            ],
+            env=kcat_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         ).stdout
         return [line for line in out.splitlines() if line.startswith("this is {not json")]
 

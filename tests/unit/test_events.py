@@ -54,8 +54,14 @@ def test_invalid_requests_are_rejected_with_a_reason(body: bytes) -> None:
 
 def test_audio_travels_as_base64_json_and_round_trips() -> None:
     chunk = AudioChunk(
-        media_id="m-1", seq=3, start=90.0, end=120.0, final=True, chunk_count=4,
-        source_url="http://e.com/a", audio=b"\x00\xffOggS",
+        media_id="m-1",
+        seq=3,
+        start=90.0,
+        end=120.0,
+        final=True,
+        chunk_count=4,
+        source_url="http://e.com/a",
+        audio=b"\x00\xffOggS",
     )
     wire = encode_event(chunk)
     assert json.loads(wire)["audio"] == "AP9PZ2dT"
@@ -65,5 +71,8 @@ def test_audio_travels_as_base64_json_and_round_trips() -> None:
 
 def test_transcript_needs_segments() -> None:
     with pytest.raises(InvalidEventError, match="segments"):
-        parse_event(Transcript, b'{"media_id": "m", "seq": 0, "start": 0, "end": 1, '
-                    b'"source_url": "u", "language": "en"}')
+        parse_event(
+            Transcript,
+            b'{"media_id": "m", "seq": 0, "start": 0, "end": 1, '
+            b'"source_url": "u", "language": "en"}',
+        )

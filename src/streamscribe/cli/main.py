@@ -6,9 +6,9 @@ import asyncio
 import json
 import logging
 import sys
+from collections.abc import Coroutine
 from enum import StrEnum
 from pathlib import Path
-from collections.abc import Coroutine
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -85,7 +85,9 @@ def up(
         "transcribe": _settings(TranscribeSettings).transcribe,
         "embed": _settings(EmbedSettings).embed,
     }
-    supervisor = Supervisor(_settings(CommonSettings), sections, lambda line: print(line, flush=True))
+    supervisor = Supervisor(
+        _settings(CommonSettings), sections, lambda line: print(line, flush=True)
+    )
     raise typer.Exit(asyncio.run(supervisor.run(ready_timeout)))
 
 
@@ -134,8 +136,13 @@ def submit(
 
 
 async def _submit(
-    settings: CommonSettings, source: str, path: Path, media_id: str | None,
-    language: str | None, wait: bool, timeout: float,
+    settings: CommonSettings,
+    source: str,
+    path: Path,
+    media_id: str | None,
+    language: str | None,
+    wait: bool,
+    timeout: float,
 ) -> int:
     from streamscribe.cli.progress import show_progress
     from streamscribe.cli.submit import submit_file, submit_url
@@ -179,9 +186,12 @@ def status(
     table = Table("media", "state", "chunks (audio/transcribed/total)", "source / reason")
     for row in rows:
         chunks = row["chunks"]
-        detail = row["failure"]["reason"] + ": " + row["failure"]["detail"] if row["failure"] else ""
+        detail = (
+            row["failure"]["reason"] + ": " + row["failure"]["detail"] if row["failure"] else ""
+        )
         table.add_row(
-            row["media_id"], row["state"],
+            row["media_id"],
+            row["state"],
             f"{chunks['audio']}/{chunks['transcribed']}/{chunks['total'] or '?'}",
             detail or (row["source_url"] or ""),
         )
@@ -208,7 +218,11 @@ def search(
     table = Table("score", "media", "start", "end", "text", "source")
     for hit in hits:
         table.add_row(
-            f"{hit.score:.3f}", hit.media_id, f"{hit.start:.1f}", f"{hit.end:.1f}", hit.text,
+            f"{hit.score:.3f}",
+            hit.media_id,
+            f"{hit.start:.1f}",
+            f"{hit.end:.1f}",
+            hit.text,
             hit.source_url,
         )
     console.print(table)

@@ -39,8 +39,10 @@ async def submit_url(
     event = MediaRequested(url=url, media_id=media_id, language=language)
     async with producer(settings) as client:
         await client.send_and_wait(
-            settings.topics.requested, encode_event(event),
-            key=event.resolved_id.encode(), headers=HEADERS,
+            settings.topics.requested,
+            encode_event(event),
+            key=event.resolved_id.encode(),
+            headers=HEADERS,
         )
     return event.resolved_id
 

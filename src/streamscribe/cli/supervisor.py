@@ -33,7 +33,11 @@ class Worker:
 
     async def start(self) -> None:
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "streamscribe.cli", "worker", self.name,
+            sys.executable,
+            "-m",
+            "streamscribe.cli",
+            "worker",
+            self.name,
             stdout=sys.stderr,  # up's own stdout carries only its status lines
         )
 
@@ -57,7 +61,10 @@ class Worker:
 
 class Supervisor:
     def __init__(
-        self, settings: CommonSettings, sections: dict[str, ServiceSection], echo: Callable[[str], None]
+        self,
+        settings: CommonSettings,
+        sections: dict[str, ServiceSection],
+        echo: Callable[[str], None],
     ) -> None:
         self.settings = settings
         self.workers = [Worker(name, section) for name, section in sections.items()]

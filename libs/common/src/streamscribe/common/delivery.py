@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaMessage
 
@@ -71,13 +72,15 @@ class Delivery:
         metrics.STAGE_SECONDS.labels(self.stage).observe(time.monotonic() - started)
         await message.ack()
 
-    async def _run(self, message: KafkaMessage, event: E, work: Callable[[E], Awaitable[None]]) -> None:
+    async def _run(
+        self, message: KafkaMessage, event: E, work: Callable[[E], Awaitable[None]]
+    ) -> None:
         try:
             await work(event)
         except MediaError as exc:
             media_id, url = _identity(event)
             await self.fail(media_id, exc.reason, exc.detail, url)
-        except Exception as exc:  # noqa: BLE001 - anything unexpected is retried, then dead-lettered
+        except Exception as exc:
             if not isinstance(exc, TransientError):
                 log.exception("%s: unexpected error", self.stage)
             await self._retry(message, exc)
@@ -90,7 +93,9 @@ class Delivery:
             media_id=media_id, stage=self.stage, reason=reason, detail=detail, source_url=url
         )
         await self.broker.publish(
-            encode_event(event), self.settings.topics.failed, key=media_id.encode(),
+            encode_event(event),
+            self.settings.topics.failed,
+            key=media_id.encode(),
             headers=JSON_HEADERS,
         )
 
@@ -109,8 +114,10 @@ class Delivery:
         delay = min(
             self.settings.retry.backoff_seconds * 2 ** (attempt - 1),
             self.settings.retry.backoff_max_seconds,
-        ) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not security
-        log.warning("%s: attempt %d failed (%s); retrying in %.1fs", self.stage, attempt, exc, delay)
+        ) * random.uniform(0.5, 1.0)
+        log.warning(
+            "%s: attempt %d failed (%s); retrying in %.1fs", self.stage, attempt, exc, delay
+        )
         metrics.RETRIES.labels(self.stage).inc()
         headers = _carry(message) | {
             ATTEMPT: str(attempt + 1),
@@ -119,7 +126,7 @@ class Delivery:
             ORIGIN: _topic(message),
         }
         await self.broker.publish(
-            message.body, retry_topic(_topic(message)), key=message.raw_message.key, headers=headers
+            message.body, retry_topic(_topic(message)), key=_record(message).key, headers=headers
         )
 
     async def _dead_letter(self, message: KafkaMessage, exc: Exception) -> None:
@@ -133,7 +140,7 @@ class Delivery:
             ORIGIN: topic,
         }
         await self.broker.publish(
-            message.body, dead_letter_topic(topic), key=message.raw_message.key, headers=headers
+            message.body, dead_letter_topic(topic), key=_record(message).key, headers=headers
         )
 
 
@@ -143,19 +150,28 @@ async def release_retry(broker: KafkaBroker, message: KafkaMessage) -> None:
     await asyncio.sleep(max(0.0, not_before - time.time()))
     headers = {k: v for k, v in _carry(message).items() if k != NOT_BEFORE}
     await broker.publish(
-        message.body, message.headers[ORIGIN], key=message.raw_message.key, headers=headers
+        message.body, message.headers[ORIGIN], key=_record(message).key, headers=headers
     )
     await message.ack()
 
 
+def _record(message: KafkaMessage) -> ConsumerRecord[bytes, bytes]:
+    """The one record behind a message (these subscribers never consume batches)."""
+    record = message.raw_message
+    assert not isinstance(record, tuple), "batch subscribers are not used"
+    return record
+
+
 def _topic(message: KafkaMessage) -> str:
-    return str(message.raw_message.topic)
+    return str(_record(message).topic)
 
 
 def _carry(message: KafkaMessage) -> dict[str, str]:
     """Headers worth keeping across hops: ours and the content type."""
     return {
-        k: v for k, v in message.headers.items() if k.startswith("streamscribe-") or k == "content-type"
+        k: v
+        for k, v in message.headers.items()
+        if k.startswith("streamscribe-") or k == "content-type"
     }
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 from typing import Any
 
@@ -79,10 +80,9 @@ async def ensure_topics(kafka: KafkaSettings, topics: TopicSettings) -> list[str
             if name not in existing
         ]
         if wanted:
-            try:
+            # another worker may win the race; the topic is there either way
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(wanted)
-            except TopicAlreadyExistsError:
-                pass  # another worker won the race; the topic is there either way
         return [topic.name for topic in wanted]
     finally:
         await admin.close()

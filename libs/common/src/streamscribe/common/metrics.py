@@ -23,9 +23,13 @@ STAGE_SECONDS = Histogram(
     ["stage"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800),
 )
-FAILURES = Counter("streamscribe_failures", "Media failed, by stage and reason.", ["stage", "reason"])
+FAILURES = Counter(
+    "streamscribe_failures", "Media failed, by stage and reason.", ["stage", "reason"]
+)
 RETRIES = Counter("streamscribe_retries", "Messages scheduled for another attempt.", ["stage"])
-DEAD_LETTERS = Counter("streamscribe_dead_letters", "Messages sent to a dead-letter topic.", ["stage"])
+DEAD_LETTERS = Counter(
+    "streamscribe_dead_letters", "Messages sent to a dead-letter topic.", ["stage"]
+)
 CONSUMER_LAG = Gauge(
     "streamscribe_consumer_lag_messages", "Messages behind the end of the input topic.", ["topic"]
 )

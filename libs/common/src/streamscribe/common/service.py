@@ -31,7 +31,7 @@ class Readiness:
 
 def _readyz(readiness: Readiness) -> Any:
     @get(include_in_schema=False)
-    async def readyz(scope: Scope) -> AsgiResponse:  # noqa: ARG001
+    async def readyz(scope: Scope) -> AsgiResponse:
         if readiness.ready:
             return AsgiResponse(b"ready\n", 200)
         return AsgiResponse(b"starting\n", 503)
@@ -71,9 +71,11 @@ def build_app(
 
 def run(app: AsgiFastStream, section: ServiceSection, log_level: str) -> None:
     """Serve one service until SIGTERM/SIGINT."""
-    logging.basicConfig(
-        level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    options = {"host": section.http_host, "port": section.http_port, "access_log": "false"}
-    asyncio.run(app.run(log_level=logging.getLevelName(log_level), run_extra_options=options))
-
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = logging.getLevelName(log_level)
+    options: dict[str, str | int] = {
+        "host": section.http_host,
+        "port": section.http_port,
+        "access_log": "false",
+    }
+    asyncio.run(app.run(log_level=level, run_extra_options=dict(options)))

@@ -12,7 +12,13 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-TOPIC_BASES = ("media.requested", "media.audio", "media.transcript", "media.indexed", "media.failed")
+TOPIC_BASES = (
+    "media.requested",
+    "media.audio",
+    "media.transcript",
+    "media.indexed",
+    "media.failed",
+)
 
 
 class KafkaSettings(BaseModel):
@@ -32,7 +38,9 @@ class KafkaSettings(BaseModel):
     )
     sasl_username: str | None = Field(None, description="SASL user name.")
     sasl_password: SecretStr | None = Field(None, description="SASL password (never logged).")
-    ssl_cafile: Path | None = Field(None, description="CA bundle for SSL/SASL_SSL; system CAs if unset.")
+    ssl_cafile: Path | None = Field(
+        None, description="CA bundle for SSL/SASL_SSL; system CAs if unset."
+    )
     enable_idempotence: bool = Field(
         False,
         description="Idempotent producer. Turn on for Apache Kafka; Tansu does not implement "
@@ -90,7 +98,9 @@ class TopicSettings(BaseModel):
 class RetrySettings(BaseModel):
     """Bounded retries of transient failures before a dead letter."""
 
-    max_attempts: int = Field(4, ge=1, le=50, description="Attempts before a message is dead-lettered.")
+    max_attempts: int = Field(
+        4, ge=1, le=50, description="Attempts before a message is dead-lettered."
+    )
     backoff_seconds: float = Field(1.0, ge=0, description="First retry delay; doubles per attempt.")
     backoff_max_seconds: float = Field(60.0, ge=0, description="Upper bound of one retry delay.")
 
@@ -105,9 +115,9 @@ class CommonSettings(BaseSettings):
         validate_default=True,
     )
 
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)  # type: ignore[arg-type]
-    topics: TopicSettings = Field(default_factory=TopicSettings)  # type: ignore[arg-type]
-    retry: RetrySettings = Field(default_factory=RetrySettings)  # type: ignore[arg-type]
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
     data_dir: Path = Field(Path("data"), description="Where embedded state lives (vector store).")
     temp_root: Path = Field(
         Path("data/tmp"), description="Root of per-job temp dirs; swept at start-up."
@@ -121,5 +131,7 @@ class ServiceSection(BaseModel):
     """What every service section has: its HTTP port for /metrics, /healthz and /readyz."""
 
     http_host: str = Field("127.0.0.1", description="Address of /metrics, /healthz, /readyz.")
-    http_port: int = Field(0, ge=0, le=65535, description="Port of /metrics etc.; 0 picks a free one.")
+    http_port: int = Field(
+        0, ge=0, le=65535, description="Port of /metrics etc.; 0 picks a free one."
+    )
     group_id: str = Field("", description="Consumer group; defaults to `streamscribe-<service>`.")

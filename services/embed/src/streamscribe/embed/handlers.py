@@ -53,7 +53,9 @@ def register(broker: KafkaBroker, settings: EmbedSettings, resources: Resources)
             passage_count=progress.passages,
         )
         await broker.publish(
-            encode_event(event), settings.topics.indexed, key=transcript.media_id.encode(),
+            encode_event(event),
+            settings.topics.indexed,
+            key=transcript.media_id.encode(),
             headers=JSON_HEADERS,
         )
 

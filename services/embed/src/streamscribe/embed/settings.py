@@ -28,7 +28,7 @@ class EmbedSection(ServiceSection):
 
 
 class EmbedSettings(CommonSettings):
-    embed: EmbedSection = Field(default_factory=EmbedSection)  # type: ignore[arg-type]
+    embed: EmbedSection = Field(default_factory=EmbedSection)
 
     @property
     def store_path(self) -> Path:

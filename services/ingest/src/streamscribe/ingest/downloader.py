@@ -34,7 +34,7 @@ class DownloadLimits:
     socket_timeout_seconds: float
 
 
-class _OverLimit(Exception):
+class _OverLimitError(Exception):
     """Raised from the progress hook to stop a download that outgrew its cap."""
 
 
@@ -59,7 +59,7 @@ def download(url: str, job_dir: Path, limits: DownloadLimits, policy: UrlPolicy)
         _check(info, limits, policy)
         try:
             ydl.process_ie_result(info, download=True)
-        except _OverLimit as exc:
+        except _OverLimitError as exc:
             raise MediaError(Reason.TOO_LARGE, str(exc)) from exc
         except DownloadError as exc:
             raise _classify(exc) from exc
@@ -69,7 +69,7 @@ def download(url: str, job_dir: Path, limits: DownloadLimits, policy: UrlPolicy)
 def _options(job_dir: Path, limits: DownloadLimits) -> dict[str, Any]:
     def enforce_cap(progress: dict[str, Any]) -> None:
         if (progress.get("downloaded_bytes") or 0) > limits.max_bytes:
-            raise _OverLimit(f"download passed {limits.max_bytes} bytes")
+            raise _OverLimitError(f"download passed {limits.max_bytes} bytes")
 
     return {
         "format": "bestaudio/best",  # audio-only when the site offers it

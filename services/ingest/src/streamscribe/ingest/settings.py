@@ -24,8 +24,12 @@ class IngestSection(ServiceSection):
         4 * 3600, gt=0, description="Longest media, from metadata and while decoding."
     )
     socket_timeout_seconds: float = Field(30, gt=0, description="Network read timeout.")
-    chunk_min_seconds: float = Field(15, gt=1, description="Shortest chunk (the last may be shorter).")
-    chunk_max_seconds: float = Field(30, gt=1, le=120, description="Longest chunk; cuts at silences.")
+    chunk_min_seconds: float = Field(
+        15, gt=1, description="Shortest chunk (the last may be shorter)."
+    )
+    chunk_max_seconds: float = Field(
+        30, gt=1, le=120, description="Longest chunk; cuts at silences."
+    )
     max_poll_interval_ms: int = Field(
         3_600_000, ge=60_000, description="One media is one message here: allow it this long."
     )
@@ -38,4 +42,4 @@ class IngestSection(ServiceSection):
 
 
 class IngestSettings(CommonSettings):
-    ingest: IngestSection = Field(default_factory=IngestSection)  # type: ignore[arg-type]
+    ingest: IngestSection = Field(default_factory=IngestSection)

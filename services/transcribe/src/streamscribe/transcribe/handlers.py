@@ -29,7 +29,7 @@ class Resources:
 
 def decode(audio: bytes) -> np.ndarray:
     try:
-        return decode_audio(io.BytesIO(audio), sampling_rate=16_000)
+        return np.asarray(decode_audio(io.BytesIO(audio), sampling_rate=16_000), np.float32)
     except Exception as exc:
         raise MediaError(Reason.DECODE_ERROR, f"audio chunk cannot be decoded: {exc}") from exc
 

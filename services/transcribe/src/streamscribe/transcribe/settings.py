@@ -25,10 +25,11 @@ class TranscribeSection(ServiceSection):
     cpu_threads: int = Field(2, ge=1, le=64, description="Threads one inference may use.")
     beam_size: int = Field(5, ge=1, le=10, description="Beam width; 1 is greedy and faster.")
     language: str | None = Field(
-        None, description="Force a language; else the event's, else detected (English-only models: en)."
+        None,
+        description="Force a language; else the event's, else detected (English-only models: en).",
     )
     vad_filter: bool = Field(False, description="Skip silence with Silero VAD before decoding.")
 
 
 class TranscribeSettings(CommonSettings):
-    transcribe: TranscribeSection = Field(default_factory=TranscribeSection)  # type: ignore[arg-type]
+    transcribe: TranscribeSection = Field(default_factory=TranscribeSection)
