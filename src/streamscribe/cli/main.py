@@ -25,6 +25,8 @@ T = TypeVar("T")
 S = TypeVar("S", bound=CommonSettings)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+dlq_app = typer.Typer(no_args_is_help=True, help="Inspect and replay dead letters.")
+app.add_typer(dlq_app, name="dlq")
 console = Console()
 errors = Console(stderr=True)
 
@@ -246,3 +248,36 @@ def transcript(
             sys.stdout.write(block)
     finally:
         store.close()
+
+
+TopicArgument = Annotated[str, typer.Argument(help="Origin topic, e.g. media.requested.")]
+
+
+@dlq_app.command("list")
+def dlq_list(
+    topic: TopicArgument,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Every dead letter of TOPIC with its stage, attempts and error."""
+    from streamscribe.cli.dlq import list_dead_letters
+
+    letters = _run(list_dead_letters(_settings(CommonSettings), topic))
+    if as_json:
+        print(json.dumps([letter.as_dict() for letter in letters], indent=2))
+        return
+    table = Table("partition:offset", "stage", "attempts", "error", "body")
+    for row in (letter.as_dict() for letter in letters):
+        table.add_row(
+            f"{row['partition']}:{row['offset']}", row["stage"], row["attempts"], row["error"],
+            row["body"][:80],
+        )  # fmt: skip
+    console.print(table)
+
+
+@dlq_app.command("replay")
+def dlq_replay(topic: TopicArgument) -> None:
+    """Re-publish TOPIC's dead letters not replayed before, with fresh attempts."""
+    from streamscribe.cli.dlq import replay_dead_letters
+
+    count = _run(replay_dead_letters(_settings(CommonSettings), topic))
+    print(f"replayed {count} dead letters")

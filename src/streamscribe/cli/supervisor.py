@@ -16,7 +16,7 @@ from streamscribe.common.errors import ConfigError
 from streamscribe.common.kafka import ensure_topics
 from streamscribe.common.settings import CommonSettings, ServiceSection
 
-STOP_GRACE_SECONDS = 30.0
+STOP_MARGIN_SECONDS = 10.0  # beyond the workers' own grace, before they are killed
 RESTART_BACKOFF_MAX = 30.0
 
 
@@ -41,12 +41,12 @@ class Worker:
             stdout=sys.stderr,  # up's own stdout carries only its status lines
         )
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float) -> None:
         if self.process is None or self.process.returncode is not None:
             return
         self.process.terminate()
         try:
-            await asyncio.wait_for(self.process.wait(), STOP_GRACE_SECONDS)
+            await asyncio.wait_for(self.process.wait(), grace + STOP_MARGIN_SECONDS)
         except TimeoutError:
             self.process.kill()
             await self.process.wait()
@@ -138,6 +138,7 @@ class Supervisor:
                 await asyncio.wait_for(self.stopping.wait(), 0.5)
 
     async def _stop_all(self) -> None:
-        await asyncio.gather(*(worker.stop() for worker in self.workers))
+        grace = self.settings.shutdown_grace_seconds
+        await asyncio.gather(*(worker.stop(grace) for worker in self.workers))
         if self.broker:
             await self.broker.stop()

@@ -59,10 +59,12 @@ def producer_kwargs(kafka: KafkaSettings) -> dict[str, Any]:
     }
 
 
-def make_broker(kafka: KafkaSettings, client_id: str) -> KafkaBroker:
+def make_broker(kafka: KafkaSettings, client_id: str, grace_seconds: float) -> KafkaBroker:
+    """A service's broker; on shutdown it lets the message in hand finish for `grace_seconds`."""
     return KafkaBroker(
         kafka.bootstrap_servers,
         client_id=f"{kafka.client_id}-{client_id}",
+        graceful_timeout=grace_seconds,
         security=security(kafka),
         **producer_kwargs(kafka),
     )

@@ -122,6 +122,13 @@ class CommonSettings(BaseSettings):
     temp_root: Path = Field(
         Path("data/tmp"), description="Root of per-job temp dirs; swept at start-up."
     )
+    shutdown_grace_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=600,
+        description="On SIGTERM, how long the message in hand may finish before the worker "
+        "leaves its group without committing it (it is then redelivered).",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level of every service."
     )

@@ -3,6 +3,8 @@ ends (success or failure); dirs left by dead processes are swept at start-up."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import re
 import shutil
@@ -12,6 +14,7 @@ from pathlib import Path
 
 from streamscribe.common import metrics
 
+log = logging.getLogger(__name__)
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -54,6 +57,12 @@ class TempRoot:
         finally:
             shutil.rmtree(path, ignore_errors=True)
             self.report()
+
+    async def wait_for_room(self, quota_bytes: int, poll_seconds: float = 1.0) -> None:
+        """Hold a new job while the jobs of every worker sharing this root hold over the quota."""
+        while (held := self.usage()[1]) > quota_bytes:
+            log.info("temp dirs hold %d bytes, over %d; waiting", held, quota_bytes)
+            await asyncio.sleep(poll_seconds)
 
     def usage(self) -> tuple[int, int]:
         """(files, bytes) held under this root right now."""

@@ -17,7 +17,7 @@ from streamscribe.embed.store import open_store
 
 
 def create_app(settings: EmbedSettings) -> AsgiFastStream:
-    broker = make_broker(settings.kafka, "embed")
+    broker = make_broker(settings.kafka, "embed", settings.shutdown_grace_seconds)
     resources = Resources()
     register(broker, settings, resources)
 

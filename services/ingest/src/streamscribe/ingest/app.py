@@ -15,7 +15,7 @@ from streamscribe.ingest.settings import IngestSettings
 
 
 def create_app(settings: IngestSettings) -> AsgiFastStream:
-    broker = make_broker(settings.kafka, "ingest")
+    broker = make_broker(settings.kafka, "ingest", settings.shutdown_grace_seconds)
     resources = Resources()
     register(broker, settings, resources)
 

@@ -62,6 +62,7 @@ def register(broker: KafkaBroker, settings: IngestSettings, resources: Resources
     async def ingest(request: MediaRequested) -> None:
         media = MediaRef(request.resolved_id, request.url, request.language)
         await asyncio.to_thread(check_url, request.url, policy)
+        await resources.temp.wait_for_room(section.temp_quota_bytes)
         with resources.temp.job(media.media_id) as job_dir:
             path = await asyncio.to_thread(download, request.url, job_dir, limits, policy)
             resources.temp.report()

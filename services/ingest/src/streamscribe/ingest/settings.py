@@ -23,6 +23,11 @@ class IngestSection(ServiceSection):
     max_duration_seconds: float = Field(
         4 * 3600, gt=0, description="Longest media, from metadata and while decoding."
     )
+    temp_quota_bytes: int = Field(
+        4_000_000_000,
+        ge=1_000_000,
+        description="New downloads wait while this host's ingest temp dirs hold more.",
+    )
     socket_timeout_seconds: float = Field(30, gt=0, description="Network read timeout.")
     chunk_min_seconds: float = Field(
         15, gt=1, description="Shortest chunk (the last may be shorter)."

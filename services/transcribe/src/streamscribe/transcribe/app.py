@@ -16,7 +16,7 @@ from streamscribe.transcribe.transcriber import Transcriber
 
 
 def create_app(settings: TranscribeSettings) -> AsgiFastStream:
-    broker = make_broker(settings.kafka, "transcribe")
+    broker = make_broker(settings.kafka, "transcribe", settings.shutdown_grace_seconds)
     resources = Resources()
     register(broker, settings, resources)
 
