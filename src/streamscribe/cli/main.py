@@ -75,6 +75,9 @@ def _settings(cls: type[S]) -> S:
 @app.command()
 def up(
     ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness.")] = 600,
+    replicas: Annotated[
+        int, typer.Option(min=1, max=16, help="Workers per service (ports count up).")
+    ] = 1,
 ) -> None:
     """Start the pipeline: embedded broker if needed, topics, and the three services."""
     from streamscribe.cli.supervisor import Supervisor
@@ -88,7 +91,7 @@ def up(
         "embed": _settings(EmbedSettings).embed,
     }
     supervisor = Supervisor(
-        _settings(CommonSettings), sections, lambda line: print(line, flush=True)
+        _settings(CommonSettings), sections, lambda line: print(line, flush=True), replicas
     )
     raise typer.Exit(asyncio.run(supervisor.run(ready_timeout)))
 

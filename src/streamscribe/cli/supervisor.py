@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
+import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,26 +22,46 @@ STOP_MARGIN_SECONDS = 10.0  # beyond the workers' own grace, before they are kil
 RESTART_BACKOFF_MAX = 30.0
 
 
+STABLE_SECONDS = 60.0  # a worker that lived this long restarts without backoff
+
+
 @dataclass
 class Worker:
+    """One worker process of a service; replicas differ by HTTP port."""
+
     name: str
     section: ServiceSection
+    replica: int = 0
     process: asyncio.subprocess.Process | None = None
     restarts: int = field(default=0)
+    started_at: float = field(default=0.0)
+
+    @property
+    def port(self) -> int:
+        return self.section.http_port + self.replica
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}-{self.replica}" if self.replica else self.name
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.section.http_host}:{self.section.http_port}"
+        return f"http://{self.section.http_host}:{self.port}"
 
     async def start(self) -> None:
+        env = {**os.environ, f"STREAMSCRIBE_{self.name.upper()}__HTTP_PORT": str(self.port)}
+        self.started_at = time.monotonic()
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "streamscribe.cli",
-            "worker",
-            self.name,
+            sys.executable, "-m", "streamscribe.cli", "worker", self.name, env=env,
             stdout=sys.stderr,  # up's own stdout carries only its status lines
-        )
+        )  # fmt: skip
+
+    def restart_delay(self) -> float:
+        """Backoff grows with crashes in a row; a worker that ran a while starts afresh."""
+        if time.monotonic() - self.started_at > STABLE_SECONDS:
+            self.restarts = 0
+        self.restarts += 1
+        return float(min(2.0 ** (self.restarts - 1), RESTART_BACKOFF_MAX))
 
     async def stop(self, grace: float) -> None:
         if self.process is None or self.process.returncode is not None:
@@ -65,9 +87,14 @@ class Supervisor:
         settings: CommonSettings,
         sections: dict[str, ServiceSection],
         echo: Callable[[str], None],
+        replicas: int = 1,
     ) -> None:
         self.settings = settings
-        self.workers = [Worker(name, section) for name, section in sections.items()]
+        self.workers = [
+            Worker(name, section, replica)
+            for name, section in sections.items()
+            for replica in range(replicas)
+        ]
         self.echo = echo
         self.broker: EmbeddedBroker | None = None
         self.stopping = asyncio.Event()
@@ -83,7 +110,7 @@ class Supervisor:
                 await worker.start()
             await self._await_ready(ready_timeout)
             for worker in self.workers:
-                self.echo(f"{worker.name}: metrics {worker.base_url}/metrics")
+                self.echo(f"{worker.label}: metrics {worker.base_url}/metrics")
             self.echo("streamscribe ready")
             await self._watch()
             return 0
@@ -111,11 +138,11 @@ class Supervisor:
                 raise ConfigError("stopped before every service was ready")
             for worker in list(pending):
                 if worker.process and worker.process.returncode is not None:
-                    raise ConfigError(f"{worker.name} exited with {worker.process.returncode}")
+                    raise ConfigError(f"{worker.label} exited with {worker.process.returncode}")
                 if await asyncio.to_thread(worker.ready):
                     pending.remove(worker)
             if loop.time() > deadline:
-                names = ", ".join(w.name for w in pending)
+                names = ", ".join(w.label for w in pending)
                 raise ConfigError(f"not ready after {timeout:.0f}s: {names}")
             await asyncio.sleep(0.5)
 
@@ -124,12 +151,11 @@ class Supervisor:
         while not self.stopping.is_set():
             for worker in self.workers:
                 if worker.process and worker.process.returncode is not None:
-                    delay = min(2.0**worker.restarts, RESTART_BACKOFF_MAX)
+                    delay = worker.restart_delay()
                     self.echo(
-                        f"{worker.name} exited with {worker.process.returncode}; "
+                        f"{worker.label} exited with {worker.process.returncode}; "
                         f"restarting in {delay:.0f}s"
                     )
-                    worker.restarts += 1
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self.stopping.wait(), delay)
                     if not self.stopping.is_set():

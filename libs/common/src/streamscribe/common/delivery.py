@@ -63,14 +63,15 @@ class Delivery:
         self, message: KafkaMessage, model: type[E], work: Callable[[E], Awaitable[None]]
     ) -> None:
         started = time.monotonic()
-        try:
-            event = parse_event(model, message.body)
-        except InvalidEventError as exc:
-            await self._reject(message, exc)
-        else:
-            await self._run(message, event, work)
-        metrics.STAGE_SECONDS.labels(self.stage).observe(time.monotonic() - started)
-        await message.ack()
+        with metrics.IN_FLIGHT.labels(self.stage).track_inprogress():
+            try:
+                event = parse_event(model, message.body)
+            except InvalidEventError as exc:
+                await self._reject(message, exc)
+            else:
+                await self._run(message, event, work)
+            metrics.STAGE_SECONDS.labels(self.stage).observe(time.monotonic() - started)
+            await message.ack()
 
     async def _run(
         self, message: KafkaMessage, event: E, work: Callable[[E], Awaitable[None]]

@@ -33,4 +33,7 @@ DEAD_LETTERS = Counter(
 CONSUMER_LAG = Gauge(
     "streamscribe_consumer_lag_messages", "Messages behind the end of the input topic.", ["topic"]
 )
+IN_FLIGHT = Gauge(
+    "streamscribe_messages_in_flight", "Messages being handled (not yet committed).", ["stage"]
+)
 READY = Gauge("streamscribe_ready", "1 once the model is loaded and the consumer joined.")

@@ -1,0 +1,88 @@
+"""Bounded retries with backoff that do not block the partition, one dead letter with headers,
+and `dlq replay`, on the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+
+from faststream.kafka.annotations import KafkaMessage
+
+from streamscribe.cli.dlq import DeadLetter, list_dead_letters, replay_dead_letters
+from streamscribe.common.consumer import subscribe
+from streamscribe.common.delivery import ATTEMPT, Delivery
+from streamscribe.common.errors import TransientError
+from streamscribe.common.events import MediaRequested
+from streamscribe.common.kafka import ensure_topics, make_broker
+from streamscribe.common.settings import CommonSettings, KafkaSettings, RetrySettings, TopicSettings
+
+MAX_ATTEMPTS = 3
+BACKOFF = 0.5
+
+
+async def _eventually(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    try:
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
+
+
+async def test_failing_message_is_retried_dead_lettered_and_replayed(kafka: str) -> None:
+    settings = CommonSettings(
+        kafka=KafkaSettings(bootstrap_servers=kafka),
+        topics=TopicSettings(prefix=f"rt-{uuid.uuid4().hex[:8]}.", partitions=1),
+        retry=RetrySettings(max_attempts=MAX_ATTEMPTS, backoff_seconds=BACKOFF),
+    )
+    await ensure_topics(settings.kafka, settings.topics)
+    broker = make_broker(settings.kafka, "retry-test", 5.0)
+    delivery = Delivery(broker, settings, "ingest")
+    attempts: list[tuple[str, float]] = []
+    done: dict[str, float] = {}
+    healed = asyncio.Event()
+
+    async def work(event: MediaRequested) -> None:
+        if event.url.endswith("poison") and not healed.is_set():
+            raise TransientError("HTTP Error 503: upstream down")
+        done[event.url] = time.monotonic()
+
+    async def handler(message: KafkaMessage) -> None:
+        if message.body.endswith(b'poison"}'):
+            attempts.append((message.headers.get(ATTEMPT, "1"), time.monotonic()))
+        await delivery.handle(message, MediaRequested, work)
+
+    subscribe(broker, settings.topics.requested, f"g-{uuid.uuid4().hex}", handler)
+    async with broker:
+        await broker.start()
+        topic = settings.topics.requested
+        await broker.publish(b'{"url": "http://e.com/poison"}', topic, key=b"same")
+        for i in range(3):
+            await broker.publish(f'{{"url": "http://e.com/ok{i}"}}'.encode(), topic, key=b"same")
+
+        await _eventually(lambda: len(done) == 3, 60, "the healthy messages")
+        letters: list[DeadLetter] = []
+
+        async def dead_lettered() -> None:
+            while not letters:
+                letters.extend(await list_dead_letters(settings, "media.requested"))
+
+        await asyncio.wait_for(dead_lettered(), 60)
+        [letter] = letters
+        assert [a for a, _ in attempts] == ["1", "2", "3"]
+        # the partition moved on while the poison message waited out its backoff
+        assert max(done.values()) < attempts[1][1]
+        assert attempts[1][1] - attempts[0][1] >= BACKOFF * 0.5
+        assert attempts[2][1] - attempts[1][1] >= BACKOFF
+        assert letter.headers["streamscribe-attempt"] == str(MAX_ATTEMPTS)
+        assert letter.headers["streamscribe-stage"] == "ingest"
+        assert "HTTP Error 503" in letter.headers["streamscribe-error"]
+        assert letter.headers["streamscribe-origin-topic"] == topic
+
+        healed.set()
+        assert await replay_dead_letters(settings, "media.requested") == 1
+        await _eventually(lambda: "http://e.com/poison" in done, 60, "the replayed message")
+        assert attempts[-1][0] == "1"  # a replay starts its attempts afresh
+        assert await replay_dead_letters(settings, "media.requested") == 0
