@@ -75,6 +75,15 @@ class Pipeline:
     def topic(self, base: str) -> str:
         return f"{self.prefix}{base}"
 
+    def stop(self) -> None:
+        """SIGTERM `up`, which stops its workers; it must exit in time."""
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(90)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+
 
 class _QuietHandler(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
@@ -132,15 +141,16 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     asyncio.run(broker.stop())
 
 
-@pytest.fixture(scope="session")
-def pipeline(tmp_path_factory: pytest.TempPathFactory, kafka: str) -> Iterator[Pipeline]:
-    """`streamscribe up` against the session broker, with its own topic prefix."""
-    data_dir = tmp_path_factory.mktemp("data")
+def start_pipeline(kafka: str, data_dir: Path, replicas: int = 1, **extra: str) -> Pipeline:
+    """`streamscribe up` against `kafka` with its own topic prefix, data dir and ports."""
+    data_dir.mkdir(parents=True, exist_ok=True)
     prefix = f"it-{uuid.uuid4().hex[:8]}."
-    bootstrap = kafka
+    ports = {name: free_port() for name in ("INGEST", "TRANSCRIBE", "EMBED")}
+    while any(free_port_range(port, replicas) is False for port in ports.values()):
+        ports = {name: free_port() for name in ports}
     env = {
         **os.environ,
-        "STREAMSCRIBE_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+        "STREAMSCRIBE_KAFKA__BOOTSTRAP_SERVERS": kafka,
         "STREAMSCRIBE_TOPICS__PREFIX": prefix,
         "STREAMSCRIBE_TOPICS__PARTITIONS": "3",
         "STREAMSCRIBE_DATA_DIR": str(data_dir),
@@ -148,37 +158,49 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory, kafka: str) -> Iterator[P
         "STREAMSCRIBE_INGEST__ALLOW_PRIVATE_NETWORKS": "true",
         "STREAMSCRIBE_RETRY__BACKOFF_SECONDS": "0.2",
         "STREAMSCRIBE_RETRY__MAX_ATTEMPTS": "2",
-        "STREAMSCRIBE_INGEST__HTTP_PORT": str(free_port()),
-        "STREAMSCRIBE_TRANSCRIBE__HTTP_PORT": str(free_port()),
-        "STREAMSCRIBE_EMBED__HTTP_PORT": str(free_port()),
+        **{f"STREAMSCRIBE_{name}__HTTP_PORT": str(port) for name, port in ports.items()},
+        **extra,
     }
-    log = (data_dir / "up.log").open("w")
-    process = subprocess.Popen(
-        [STREAMSCRIBE, "up"], env=env, stdout=subprocess.PIPE, stderr=log, text=True
-    )
+    with (data_dir / "up.log").open("w") as log:  # the child keeps its own descriptor
+        process = subprocess.Popen(
+            [STREAMSCRIBE, "up", "--replicas", str(replicas)],
+            env=env, stdout=subprocess.PIPE, stderr=log, text=True,
+        )  # fmt: skip
     lines: list[str] = []
 
     def read_until_ready() -> None:
         assert process.stdout is not None
         for line in process.stdout:
             lines.append(line)
-            if "ready" in line:
+            if "streamscribe ready" in line:
                 return
 
     reader = threading.Thread(target=read_until_ready, daemon=True)
     reader.start()
     reader.join(READY_TIMEOUT)
-    if not any("ready" in line for line in lines):
+    if not any("streamscribe ready" in line for line in lines):
         process.kill()
         pytest.fail(f"pipeline not ready: {''.join(lines)}\n{(data_dir / 'up.log').read_text()}")
-    yield Pipeline(env, data_dir, data_dir / "tmp", prefix, bootstrap, process)
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        raise
-    log.close()
+    return Pipeline(env, data_dir, data_dir / "tmp", prefix, kafka, process)
+
+
+def free_port_range(first: int, count: int) -> bool:
+    """Whether `count` ports from `first` on are free (replicas count their ports up)."""
+    for port in range(first, first + count):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory: pytest.TempPathFactory, kafka: str) -> Iterator[Pipeline]:
+    """The session's pipeline: one worker per service on the session broker."""
+    running = start_pipeline(kafka, tmp_path_factory.mktemp("data"))
+    yield running
+    running.stop()
 
 
 @pytest.fixture(scope="session")

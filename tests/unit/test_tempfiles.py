@@ -23,10 +23,17 @@ def test_a_job_dir_is_removed_on_success_and_on_failure(tmp_path: Path) -> None:
         (job / "media.wav").write_bytes(b"x" * 1000)
         assert root.usage() == (1, 1000)
     assert not job.exists()
-    with pytest.raises(RuntimeError), root.job("m-2") as job:
-        (job / "part").write_bytes(b"x")
-        raise RuntimeError("download failed")
-    assert not job.exists()
+    held: list[Path] = []
+
+    def fail_midway() -> None:
+        with root.job("m-2") as job:
+            held.append(job)
+            (job / "part").write_bytes(b"x")
+            raise RuntimeError("download failed")
+
+    with pytest.raises(RuntimeError):
+        fail_midway()
+    assert not held[0].exists()
     assert root.usage() == (0, 0)
 
 

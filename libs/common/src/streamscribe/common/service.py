@@ -1,12 +1,15 @@
 """The skeleton every service shares: a FastStream app with /metrics, /healthz and /readyz,
-readiness that turns true only once resources are loaded and the consumer has joined."""
+readiness that turns true only once resources are loaded and the consumer has joined, and the
+memory guard running while the broker does."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from types import FrameType
 from typing import Any
 
 from faststream.asgi import AsgiFastStream, AsgiResponse, get, make_ping_asgi
@@ -15,7 +18,8 @@ from faststream.kafka import KafkaBroker
 from prometheus_client import make_asgi_app
 
 from streamscribe.common import metrics
-from streamscribe.common.settings import ServiceSection
+from streamscribe.common.memory import MemoryGuard, resolve_marks
+from streamscribe.common.settings import MemorySettings, ServiceSection
 
 
 class Readiness:
@@ -43,15 +47,20 @@ def build_app(
     broker: KafkaBroker,
     lifespan: Callable[[], AbstractAsyncContextManager[None]],
     readiness: Readiness,
+    memory: MemorySettings,
 ) -> AsgiFastStream:
     """The FastStream app of one service: `lifespan` opens its resources before the broker
-    starts (so the consumer joins only when it can work), and closes them after it stops."""
+    starts (so the consumer joins only when it can work), and closes them after it stops.
+    The memory guard runs from the broker's start (its consumers exist) until shutdown."""
+    guard = MemoryGuard(broker, memory, resolve_marks(memory))
 
     async def mark_ready() -> None:
+        await guard.start()
         readiness.set(True)
 
     async def mark_stopping() -> None:
         readiness.set(False)
+        await guard.stop()
 
     def _lifespan(*_: Any, **__: Any) -> AbstractAsyncContextManager[None]:
         return lifespan()
@@ -78,4 +87,11 @@ def run(app: AsgiFastStream, section: ServiceSection, log_level: str) -> None:
         "port": section.http_port,
         "access_log": "false",
     }
+    # uvicorn drains, then re-raises SIGTERM to the handler it found: make that a clean exit,
+    # so supervisors see 0 for a requested stop and non-zero only for failures.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     asyncio.run(app.run(log_level=level, run_extra_options=dict(options)))
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)

@@ -1,0 +1,64 @@
+"""A worker on the service skeleton whose handler leaks memory on `…/leak` URLs, for
+test_memory_guard: `python -m tests.integration.leaky_worker <bootstrap> <topic> <group>`.
+Its ceiling is its RSS at start plus `HEADROOM`; one leak holds more than that."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from faststream.kafka.annotations import KafkaMessage
+
+from streamscribe.common.consumer import subscribe
+from streamscribe.common.delivery import Delivery
+from streamscribe.common.events import MediaRequested
+from streamscribe.common.kafka import make_broker
+from streamscribe.common.memory import rss
+from streamscribe.common.service import Readiness, build_app, run
+from streamscribe.common.settings import (
+    CommonSettings,
+    KafkaSettings,
+    MemorySettings,
+    ServiceSection,
+)
+
+HEADROOM = 192 * 2**20
+LEAK = 320 * 2**20
+PAGE = 4096
+
+
+def touched(size: int) -> bytearray:
+    """`size` bytes that are really resident: every page written."""
+    block = bytearray(size)
+    block[::PAGE] = b"\x01" * len(range(0, size, PAGE))
+    return block
+
+
+def main(bootstrap: str, topic: str, group: str) -> None:
+    memory = MemorySettings(ceiling_bytes=rss() + HEADROOM, sample_seconds=0.1)
+    settings = CommonSettings(kafka=KafkaSettings(bootstrap_servers=bootstrap), memory=memory)
+    broker = make_broker(settings.kafka, "leaky", 5.0)
+    delivery = Delivery(broker, settings, "leaky")
+    leaked: list[bytearray] = []
+
+    async def work(event: MediaRequested) -> None:
+        print(f"handling {event.url}", flush=True)
+        if event.url.endswith("/leak"):
+            leaked.append(touched(LEAK))
+
+    async def on_message(message: KafkaMessage) -> None:
+        await delivery.handle(message, MediaRequested, work)
+
+    subscribe(broker, topic, group, on_message)
+
+    @asynccontextmanager
+    async def lifespan() -> AsyncIterator[None]:
+        yield
+
+    app = build_app(broker, lifespan, Readiness(), settings.memory)
+    run(app, ServiceSection(http_port=0), "INFO")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])
