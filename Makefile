@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SOURCES := src libs/common/src services/ingest/src services/transcribe/src services/embed/src
 
-.PHONY: install up test lint bench clean
+.PHONY: install up test lint bench docs clean
 
 install: $(STAMP)
 
@@ -31,6 +31,9 @@ lint: install
 
 bench: install
 	$(PY) -m bench.run
+
+docs: install
+	$(PY) -m streamscribe.cli.settings_table README.md
 
 clean:
 	rm -rf $(VENV) data

@@ -145,9 +145,7 @@ def start_pipeline(kafka: str, data_dir: Path, replicas: int = 1, **extra: str) 
     """`streamscribe up` against `kafka` with its own topic prefix, data dir and ports."""
     data_dir.mkdir(parents=True, exist_ok=True)
     prefix = f"it-{uuid.uuid4().hex[:8]}."
-    ports = {name: free_port() for name in ("INGEST", "TRANSCRIBE", "EMBED")}
-    while any(free_port_range(port, replicas) is False for port in ports.values()):
-        ports = {name: free_port() for name in ports}
+    ports = service_ports(replicas)
     env = {
         **os.environ,
         "STREAMSCRIBE_KAFKA__BOOTSTRAP_SERVERS": kafka,
@@ -184,14 +182,21 @@ def start_pipeline(kafka: str, data_dir: Path, replicas: int = 1, **extra: str) 
     return Pipeline(env, data_dir, data_dir / "tmp", prefix, kafka, process)
 
 
-def free_port_range(first: int, count: int) -> bool:
-    """Whether `count` ports from `first` on are free (replicas count their ports up)."""
-    for port in range(first, first + count):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                return False
+def service_ports(replicas: int) -> dict[str, int]:
+    """A first HTTP port per service; replicas count up from it, so all must be free and apart."""
+    while True:
+        ports = {name: free_port() for name in ("INGEST", "TRANSCRIBE", "EMBED")}
+        taken = [p + i for p in ports.values() for i in range(replicas)]
+        if len(set(taken)) == len(taken) and all(_is_free(p) for p in taken):
+            return ports
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
     return True
 
 

@@ -1,11 +1,13 @@
 """Every setting of every service as a Markdown table: env var, default, meaning.
 
-`python -m streamscribe.cli.settings_table` prints what the README's settings table holds; a test
-keeps the two in step."""
+`python -m streamscribe.cli.settings_table [README.md]` prints the table, or writes it between
+the README's markers; a test keeps the two in step."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
@@ -50,5 +52,18 @@ def table() -> str:
     return "\n".join(lines)
 
 
+START, END = "<!-- settings-table:start -->", "<!-- settings-table:end -->"
+
+
+def write_into(path: Path) -> None:
+    text = path.read_text()
+    head, _, rest = text.partition(START)
+    _, _, tail = rest.partition(END)
+    path.write_text(f"{head}{START}\n{table()}\n{END}{tail}")
+
+
 if __name__ == "__main__":
-    print(table())
+    if len(sys.argv) > 1:
+        write_into(Path(sys.argv[1]))
+    else:
+        print(table())
