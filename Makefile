@@ -29,8 +29,9 @@ lint: install
 	$(VENV)/bin/ruff format --check $(SOURCES) tests bench
 	$(VENV)/bin/mypy
 
+# BENCH_ARGS=--long adds the 180-minute media; the report goes to docs/benchmarks.md
 bench: install
-	$(PY) -m bench.run
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 docs: install
 	$(PY) -m streamscribe.cli.settings_table README.md

@@ -69,7 +69,9 @@ def _duration(path: Path) -> float:
 
 def make_speech(directory: Path, sentences: list[str] = SENTENCES, name: str = "speech") -> Speech:
     """Speak `sentences` into `<directory>/<name>.wav` (16 kHz mono), with their start times."""
-    parts, starts, clock = [], [], 0.0
+    parts: list[str] = []
+    starts: list[float] = []
+    clock = 0.0
     gap = directory / "gap.wav"
     subprocess.run(
         [
@@ -98,6 +100,6 @@ def make_speech(directory: Path, sentences: list[str] = SENTENCES, name: str = "
         parts += [str(part), str(gap)]
     path = directory / f"{name}.wav"
     subprocess.run(["sox", *parts, "-r", "16000", str(path)], check=True)
-    for part in parts[::2]:
-        Path(part).unlink()
+    for spoken in parts[::2]:
+        Path(spoken).unlink()
     return Speech(path, " ".join(sentences), starts)
