@@ -27,6 +27,7 @@ from tests.conftest import require_tool
 from tests.integration.speech import SENTENCES, Speech, make_speech
 
 READY_TIMEOUT = 300.0
+SHARED_ONNX_DIR = Path(__file__).parents[2] / "data" / "models" / "all-MiniLM-L6-v2-onnx-int8"
 STREAMSCRIBE = str(Path(sys.executable).with_name("streamscribe"))
 
 
@@ -153,9 +154,13 @@ def start_pipeline(kafka: str, data_dir: Path, replicas: int = 1, **extra: str) 
         "STREAMSCRIBE_TOPICS__PARTITIONS": "3",
         "STREAMSCRIBE_DATA_DIR": str(data_dir),
         "STREAMSCRIBE_TEMP_ROOT": str(data_dir / "tmp"),
-        "STREAMSCRIBE_INGEST__ALLOW_PRIVATE_NETWORKS": "true",
+        # Everything here is on loopback: ingest may fetch from 127.0.0.1 only, as a production
+        # ingest may fetch from its allow-listed hosts only (test_hostile_input's canary is
+        # on 127.0.0.2).
+        "STREAMSCRIBE_INGEST__ALLOWED_HOSTS": '["127.0.0.1"]',
         "STREAMSCRIBE_RETRY__BACKOFF_SECONDS": "0.2",
         "STREAMSCRIBE_RETRY__MAX_ATTEMPTS": "2",
+        "STREAMSCRIBE_EMBED__ONNX_DIR": str(SHARED_ONNX_DIR),  # exported once, not per pipeline
         **{f"STREAMSCRIBE_{name}__HTTP_PORT": str(port) for name, port in ports.items()},
         **extra,
     }
@@ -203,7 +208,10 @@ def _is_free(port: int) -> bool:
 @pytest.fixture(scope="session")
 def pipeline(tmp_path_factory: pytest.TempPathFactory, kafka: str) -> Iterator[Pipeline]:
     """The session's pipeline: one worker per service on the session broker."""
-    running = start_pipeline(kafka, tmp_path_factory.mktemp("data"))
+    # Media longer than 5 minutes fail: test_hostile_input's decompression bomb stays cheap.
+    running = start_pipeline(
+        kafka, tmp_path_factory.mktemp("data"), STREAMSCRIBE_INGEST__MAX_DURATION_SECONDS="300"
+    )
     yield running
     running.stop()
 

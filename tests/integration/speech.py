@@ -3,6 +3,7 @@ knows the words and when each sentence starts."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,11 @@ class Speech:
 
     def sentence_at(self, index: int) -> tuple[str, float]:
         return SENTENCES[index], self.starts[index]
+
+
+def words(text: str) -> str:
+    """Lower-case words without punctuation: what a word error rate compares."""
+    return " ".join(re.sub(r"[^a-z0-9' ]", " ", text.lower()).split())
 
 
 def _duration(path: Path) -> float:

@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import jiwer
 import lancedb
 import psutil
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -29,7 +30,7 @@ from tests.integration.conftest import (
     start_pipeline,
     wait_for,
 )
-from tests.integration.speech import SENTENCES, Speech, make_speech
+from tests.integration.speech import SENTENCES, Speech, make_speech, words
 
 
 def _env(kafka: str, data_dir: Path, **extra: str) -> dict[str, str]:
@@ -220,9 +221,9 @@ def test_kill_9_of_random_workers_loses_and_doubles_nothing(
             assert [c for c in chunks if c.startswith(media_id)] == [
                 f"{media_id}:{seq:06d}" for seq in range(progress.total)
             ]
-            words = " ".join(s.text for s in store.segments(media_id)).lower().split()
-            assert words[:3] == speech.text.lower().split()[:3]  # complete and in order
-            assert len(words) >= 0.8 * len(speech.text.split())
+            heard = " ".join(segment.text for segment in store.segments(media_id))
+            # every chunk's words, in order: a missing or misplaced chunk blows the error rate
+            assert jiwer.wer(words(speech.text), words(heard)) <= 0.2
         wait_for(lambda: not list(pipeline.temp_root.glob("ingest/*")), 60, "temp dirs to go")
     finally:
         pipeline.stop()

@@ -4,22 +4,19 @@ timestamped transcript out; clear failures that do not stop the services."""
 from __future__ import annotations
 
 import json
-import re
 import subprocess
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import jiwer
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.conftest import MediaServer, Pipeline, wait_for
-from tests.integration.speech import Speech
+from tests.integration.speech import Speech, words
 
 MIDDLE = 20  # a sentence from the middle of the speech
-
-
-def _words(text: str) -> str:
-    return " ".join(re.sub(r"[^a-z0-9' ]", " ", text.lower()).split())
 
 
 def _wer(pipeline: Pipeline, media_id: str, speech: Speech) -> float:
@@ -29,7 +26,7 @@ def _wer(pipeline: Pipeline, media_id: str, speech: Speech) -> float:
     starts = [s["start"] for s in segments]
     assert starts == sorted(starts), "segments out of order"
     hypothesis = " ".join(s["text"] for s in segments)
-    return float(jiwer.wer(_words(speech.text), _words(hypothesis)))
+    return float(jiwer.wer(words(speech.text), words(hypothesis)))
 
 
 def _search(pipeline: Pipeline, query: str, k: int = 10) -> list[dict[str, Any]]:
@@ -43,7 +40,7 @@ def _assert_found(pipeline: Pipeline, media_id: str, speech: Speech) -> None:
     """The middle sentence's best passage in this media is that sentence, where it is spoken."""
     sentence, spoken_at = speech.sentence_at(MIDDLE)
     hits = _search(pipeline, sentence)
-    assert _words(sentence)[:20] in _words(hits[0]["text"]) or hits[0]["score"] > 0.8
+    assert words(sentence)[:20] in words(hits[0]["text"]) or hits[0]["score"] > 0.8
     [best] = [hit for hit in hits if hit["media_id"] == media_id][:1]
     assert abs(best["start"] - spoken_at) <= 3.0, (best, spoken_at)
     assert best["score"] == pytest.approx(hits[0]["score"], abs=0.05)
@@ -194,6 +191,50 @@ def test_up_serves_metrics_health_and_readiness(pipeline: Pipeline) -> None:
             text = response.read().decode()
         assert "process_resident_memory_bytes" in text
         assert "streamscribe_ready 1.0" in text
+
+
+MEMORY_AND_WORK_METRICS = {
+    "process_resident_memory_bytes",
+    "streamscribe_peak_resident_memory_bytes",
+    "streamscribe_memory_ceiling_bytes",
+    "streamscribe_memory_paused",
+    "streamscribe_model_load_bytes",
+    "streamscribe_temp_files",
+    "streamscribe_temp_bytes",
+    "streamscribe_chunks_total",
+    "streamscribe_audio_seconds_total",
+    "streamscribe_stage_duration_seconds_count",
+    "streamscribe_consumer_lag_messages",
+}
+
+
+def _metrics(pipeline: Pipeline, service: str) -> dict[str, float]:
+    """Every sample name on a service's /metrics, with its values summed over their labels."""
+    port = pipeline.env[f"STREAMSCRIBE_{service}__HTTP_PORT"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+    return totals
+
+
+def test_every_service_exports_the_memory_and_work_metrics(
+    pipeline: Pipeline, media_server: MediaServer, short_speech: Speech
+) -> None:
+    _submit_wait(pipeline, media_server.url(short_speech.path.name) + "?metrics")
+    for service in ("INGEST", "TRANSCRIBE", "EMBED"):
+        m = _metrics(pipeline, service)
+        assert not MEMORY_AND_WORK_METRICS - m.keys(), (service, MEMORY_AND_WORK_METRICS - m.keys())
+        rss = m["process_resident_memory_bytes"]
+        assert rss > 10 * 2**20, service
+        assert m["streamscribe_peak_resident_memory_bytes"] >= rss, service
+        assert m["streamscribe_memory_paused"] == 0, service
+        assert (m["streamscribe_model_load_bytes"] > 0) is (service != "INGEST"), service
+        assert m["streamscribe_chunks_total"] > 0, service
+        assert m["streamscribe_audio_seconds_total"] > 0, service
+        assert m["streamscribe_stage_duration_seconds_count"] > 0, service
 
 
 def test_submit_of_a_missing_file_is_a_clear_user_error(pipeline: Pipeline, tmp_path: Path) -> None:

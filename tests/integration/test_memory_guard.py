@@ -17,7 +17,7 @@ from faststream.middlewares import AckPolicy
 from prometheus_client import REGISTRY
 
 from streamscribe.common.kafka import make_broker
-from streamscribe.common.memory import EXIT_RECYCLE, MemoryGuard, Marks, rss
+from streamscribe.common.memory import EXIT_RECYCLE, Marks, MemoryGuard, rss
 from streamscribe.common.settings import KafkaSettings, MemorySettings
 from tests.integration.leaky_worker import touched
 
@@ -71,6 +71,10 @@ def _paused_gauge() -> float | None:
     return REGISTRY.get_sample_value("streamscribe_memory_paused")
 
 
+def _lag(topic: str) -> float | None:
+    return REGISTRY.get_sample_value("streamscribe_consumer_lag_messages", {"topic": topic})
+
+
 async def test_guard_pauses_and_resumes_without_loss_repeat_or_rebalance(kafka: str) -> None:
     topic = f"mg-{uuid.uuid4().hex[:8]}"
     await _create_topics(kafka, 3, topic)
@@ -82,7 +86,8 @@ async def test_guard_pauses_and_resumes_without_loss_repeat_or_rebalance(kafka: 
     )
     broker = make_broker(KafkaSettings(bootstrap_servers=kafka), "guard-test", 5.0)
     baseline = rss()
-    marks = Marks(ceiling=baseline + 4 * HOG, pause=baseline + HOG // 2, resume=baseline + HOG // 4)
+    pause, resume = baseline + HOG // 2, baseline + HOG // 4
+    marks = Marks(ceiling=baseline + 4 * HOG, pause=pause, resume=resume)
     guard = MemoryGuard(broker, MemorySettings(sample_seconds=0.05), marks)
     assignments = _Assignments()
     handled: list[tuple[int, int, int, bool]] = []  # partition, offset, value, paused on entry
@@ -132,21 +137,14 @@ async def test_guard_pauses_and_resumes_without_loss_repeat_or_rebalance(kafka: 
             resumed_rss = rss()
             assert _paused_gauge() == 0
             await _eventually(lambda: len(handled) == MESSAGES, 60, "every message")
-            await _eventually(
-                lambda: REGISTRY.get_sample_value(
-                    "streamscribe_consumer_lag_messages", {"topic": topic}
-                )
-                == 0,
-                10,
-                "the lag to reach 0",
-            )
+            await _eventually(lambda: _lag(topic) == 0, 10, "the lag to reach 0")
             assert subscriber.consumer.assignment() == assigned  # type: ignore[union-attr]
         finally:
             await guard.stop()
 
     print(  # shown with -s: the numbers behind the marks
-        f"\nbaseline {baseline / MiB:.0f} MiB, pause mark {marks.pause / MiB:.0f} MiB "  # type: ignore[operator]
-        f"(RSS {paused_rss / MiB:.0f}), resume mark {marks.resume / MiB:.0f} MiB "  # type: ignore[operator]
+        f"\nbaseline {baseline / MiB:.0f} MiB, pause mark {pause / MiB:.0f} MiB "
+        f"(RSS {paused_rss / MiB:.0f}), resume mark {resume / MiB:.0f} MiB "
         f"(RSS {resumed_rss / MiB:.0f}); {count_while_paused} of {MESSAGES} handled before"
     )
     assert sorted(value for _, _, value, _ in handled) == list(range(MESSAGES))
@@ -186,8 +184,9 @@ async def test_worker_above_the_ceiling_exits_for_restart_after_commit(kafka: st
     assert handled == ["handling http://e.com/ok1", "handling http://e.com/leak"]
     assert f"exiting with {EXIT_RECYCLE}" in stderr.decode()
 
+    # assigned, not subscribed: it reads the group's committed offset without waiting for the
+    # broker to expire the dead worker's membership
     consumer = AIOKafkaConsumer(
-        topic,
         bootstrap_servers=kafka,
         group_id=group,
         auto_offset_reset="earliest",
@@ -195,7 +194,9 @@ async def test_worker_above_the_ceiling_exits_for_restart_after_commit(kafka: st
     )
     await consumer.start()
     try:
-        assert await consumer.committed(TopicPartition(topic, 0)) == 2
+        partition = TopicPartition(topic, 0)
+        consumer.assign([partition])
+        assert await consumer.committed(partition) == 2
         record = await asyncio.wait_for(consumer.getone(), 30)
         assert (record.offset, b"ok2" in record.value) == (2, True)
     finally:

@@ -50,10 +50,14 @@ def test_no_cgroup_files_mean_no_limit(tmp_path: Path) -> None:
     assert read_cgroup_limit(tmp_path) is None
 
 
-def test_the_setting_wins_over_the_cgroup(tmp_path: Path) -> None:
+def test_the_lower_of_setting_and_cgroup_is_the_ceiling(tmp_path: Path) -> None:
     root = _cgroup_v2(tmp_path, str(1024 * MiB))
     marks = resolve_marks(MemorySettings(ceiling_bytes=500 * MiB), root)
     assert marks == Marks(500 * MiB, 450 * MiB, 400 * MiB)
+    assert resolve_marks(MemorySettings(ceiling_bytes=2048 * MiB), root).ceiling == 1024 * MiB
+    assert resolve_marks(MemorySettings(ceiling_bytes=500 * MiB), tmp_path / "none").pause == (
+        450 * MiB
+    )
 
 
 def test_the_cgroup_limit_is_the_ceiling_when_unset(tmp_path: Path) -> None:
@@ -94,7 +98,7 @@ def test_admitted_refuses_to_start_when_too_little_fits() -> None:
 )
 def test_invalid_memory_settings_are_refused(fields: dict[str, float]) -> None:
     with pytest.raises(ValidationError):
-        MemorySettings(**fields)  # type: ignore[arg-type]
+        MemorySettings(**fields)
 
 
 def test_memory_settings_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -250,3 +250,12 @@ def test_check_address_passes_public_hosts(host: str) -> None:
 def test_check_address_follows_the_policy() -> None:
     check_address("localhost", UrlPolicy(allow_private_networks=True))
     check_address("minio.internal", UrlPolicy(allowed_hosts=frozenset({"minio.internal"})))
+
+
+def test_the_checked_addresses_are_returned_for_connecting_to() -> None:
+    """Connecting to these, not to the name again, is what closes DNS rebinding."""
+    addresses = check_url("http://public.example/talk.mp3", UrlPolicy())
+    assert [str(a) for a in addresses] == ["93.184.216.34", "2606:2800:220:1::"]
+    private = UrlPolicy(allow_private_networks=True)
+    assert [str(a) for a in check_address("0x7f.1", private)] == ["127.0.0.1"]
+    assert [str(a) for a in check_address("minio.internal", private)] == ["10.0.0.5"]

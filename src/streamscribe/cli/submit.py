@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaProducer
 
 from streamscribe.common.events import AudioChunk, MediaRequested, encode_event
 from streamscribe.common.kafka import client_kwargs, producer_kwargs
-from streamscribe.ingest.handlers import chunk_limits
+from streamscribe.ingest.handlers import chunk_limits, decode_limits
 from streamscribe.ingest.publisher import MediaRef, audio_key, publish_audio
 from streamscribe.ingest.settings import IngestSettings
 
@@ -68,5 +68,6 @@ async def submit_file(
                 settings.topics.audio, encode_event(chunk), key=audio_key(chunk), headers=HEADERS
             )
 
-        count = await publish_audio(path, media, chunk_limits(settings.ingest), send)
+        limits = decode_limits(settings.ingest, chunk_limits(settings.ingest))
+        count = await publish_audio(path, media, limits, send)
     return media.media_id, count

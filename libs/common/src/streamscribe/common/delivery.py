@@ -29,6 +29,7 @@ from streamscribe.common.events import (
     media_id_for_url,
     parse_event,
 )
+from streamscribe.common.memory import recycle_if_over, resolve_marks
 from streamscribe.common.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class Delivery:
         self.broker = broker
         self.settings = settings
         self.stage = stage
+        self.ceiling = resolve_marks(settings.memory).ceiling
 
     async def handle(
         self, message: KafkaMessage, model: type[E], work: Callable[[E], Awaitable[None]]
@@ -72,6 +74,8 @@ class Delivery:
                 await self._run(message, event, work)
             metrics.STAGE_SECONDS.labels(self.stage).observe(time.monotonic() - started)
             await message.ack()
+        # committed: if this message left RSS above the ceiling, a restart will not repeat it
+        recycle_if_over(self.ceiling, f"{self.stage}: after a message")
 
     async def _run(
         self, message: KafkaMessage, event: E, work: Callable[[E], Awaitable[None]]

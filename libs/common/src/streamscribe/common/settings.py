@@ -105,6 +105,38 @@ class RetrySettings(BaseModel):
     backoff_max_seconds: float = Field(60.0, ge=0, description="Upper bound of one retry delay.")
 
 
+class MemorySettings(BaseModel):
+    """The memory budget of one process: its ceiling and when consumption pauses and resumes."""
+
+    ceiling_bytes: int | None = Field(
+        None,
+        ge=32 * 2**20,
+        description="RSS this process must stay under; the cgroup's memory limit (v2 "
+        "`memory.max`, v1 `memory.limit_in_bytes`) when unset or lower. No ceiling when neither.",
+    )
+    pause_fraction: float = Field(
+        0.9, gt=0, lt=1, description="Pause consumption when RSS reaches this fraction of it."
+    )
+    resume_fraction: float = Field(
+        0.8, gt=0, lt=1, description="Resume once RSS is below this fraction; below the pause one."
+    )
+    sample_seconds: float = Field(
+        0.5, ge=0.05, le=60, description="How often RSS and consumer lag are sampled."
+    )
+    max_pause_seconds: float = Field(
+        300,
+        gt=0,
+        description="Paused this long with RSS still above the resume mark: exit for a restart "
+        "(memory the process does not give back would otherwise stall it for good).",
+    )
+
+    @model_validator(mode="after")
+    def _marks_ordered(self) -> MemorySettings:
+        if self.resume_fraction >= self.pause_fraction:
+            raise ValueError("resume_fraction must be below pause_fraction")
+        return self
+
+
 class CommonSettings(BaseSettings):
     """The base every service's settings class extends."""
 
@@ -118,6 +150,7 @@ class CommonSettings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
+    memory: MemorySettings = Field(default_factory=MemorySettings)
     data_dir: Path = Field(Path("data"), description="Where embedded state lives (vector store).")
     temp_root: Path = Field(
         Path("data/tmp"), description="Root of per-job temp dirs; swept at start-up."

@@ -12,7 +12,7 @@ from streamscribe.common import metrics
 from streamscribe.common.consumer import subscribe
 from streamscribe.common.delivery import JSON_HEADERS, Delivery
 from streamscribe.common.events import MediaIndexed, Transcript, encode_event
-from streamscribe.embed.embedder import Embedder
+from streamscribe.embed.embedder import TextEmbedder
 from streamscribe.embed.passages import passages_for
 from streamscribe.embed.settings import EmbedSettings
 from streamscribe.embed.store import VectorStore
@@ -23,8 +23,16 @@ STAGE = "embed"
 class Resources:
     """Filled by the app's lifespan before the consumer starts."""
 
-    embedder: Embedder
+    embedder: TextEmbedder
     store: VectorStore
+    batch_size: int
+
+
+def embed_in_batches(embedder: TextEmbedder, texts: list[str], size: int) -> np.ndarray:
+    """At most `size` texts per forward pass: the batch the memory budget admits."""
+    if not texts:
+        return np.zeros((0, embedder.dimension), dtype=np.float32)
+    return np.concatenate([embedder.embed(texts[i : i + size]) for i in range(0, len(texts), size)])
 
 
 def register(broker: KafkaBroker, settings: EmbedSettings, resources: Resources) -> None:
@@ -32,10 +40,10 @@ def register(broker: KafkaBroker, settings: EmbedSettings, resources: Resources)
 
     async def index(transcript: Transcript) -> None:
         passages = passages_for(transcript)
-        if passages:
-            vectors = await asyncio.to_thread(resources.embedder.embed, [p.text for p in passages])
-        else:
-            vectors = np.zeros((0, resources.embedder.dimension), dtype=np.float32)
+        texts = [p.text for p in passages]
+        vectors = await asyncio.to_thread(
+            embed_in_batches, resources.embedder, texts, resources.batch_size
+        )
         await asyncio.to_thread(resources.store.upsert, transcript, passages, vectors)
         metrics.CHUNKS.labels(STAGE).inc()
         metrics.AUDIO_SECONDS.labels(STAGE).inc(transcript.end - transcript.start)

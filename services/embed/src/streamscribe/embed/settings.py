@@ -20,6 +20,18 @@ class EmbedSection(ServiceSection):
         "sentence-transformers model name (fetched when `allow_download`) or a path.",
     )
     allow_download: bool = Field(False, description="Let a model name be fetched from the hub.")
+    backend: Literal["onnx", "torch"] = Field(
+        "onnx",
+        description="`onnx`: the model exported to int8 ONNX (at first start, or by `python -m "
+        "streamscribe.embed.onnx_export`), run by onnxruntime without torch, about a third of "
+        "the memory; `torch`: sentence-transformers on the original weights.",
+    )
+    onnx_dir: Path | None = Field(
+        None,
+        description="The exported ONNX model; defaults to "
+        "`<data_dir>/models/<model name>-onnx-int8`. Delete it to export again.",
+    )
+    onnx_threads: int = Field(2, ge=1, le=64, description="onnxruntime intra-op threads.")
     batch_size: int = Field(32, ge=1, le=1024, description="Passages embedded per forward pass.")
     store: Literal["lancedb"] = Field("lancedb", description="Vector store backend.")
     store_path: Path | None = Field(

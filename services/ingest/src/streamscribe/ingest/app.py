@@ -1,17 +1,36 @@
-"""The ingest service: temp root swept before the consumer joins its group."""
+"""The ingest service: temp root swept before the consumer joins its group; chunks are no
+longer than what fits between its RSS at start and the memory pause mark."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from faststream.asgi import AsgiFastStream
 
 from streamscribe.common.kafka import ensure_topics, make_broker
+from streamscribe.common.memory import admitted, resolve_marks, rss
 from streamscribe.common.service import Readiness, build_app
 from streamscribe.common.tempfiles import TempRoot
-from streamscribe.ingest.handlers import Resources, register
+from streamscribe.ingest.handlers import Resources, chunk_limits, register
 from streamscribe.ingest.settings import IngestSettings
+
+# One chunk is decoded into a buffer of 16 kHz float32 samples (62.5 KiB per second), then cut,
+# resampled and encoded: about four copies at once. An estimate; the chunker holds no more.
+BYTES_PER_CHUNK_SECOND = 256 * 2**10
+
+
+def admitted_chunk_seconds(settings: IngestSettings) -> int:
+    """The longest chunk that fits under the pause mark; at least the shortest chunk."""
+    section = settings.ingest
+    return admitted(
+        resolve_marks(settings.memory).pause,
+        rss(),
+        BYTES_PER_CHUNK_SECOND,
+        math.ceil(section.chunk_max_seconds),
+        least=math.ceil(section.chunk_min_seconds),
+    )
 
 
 def create_app(settings: IngestSettings) -> AsgiFastStream:
@@ -23,7 +42,8 @@ def create_app(settings: IngestSettings) -> AsgiFastStream:
     async def lifespan() -> AsyncIterator[None]:
         resources.temp = TempRoot(settings.temp_root, "ingest")
         resources.temp.sweep()
+        resources.chunks = chunk_limits(settings.ingest, admitted_chunk_seconds(settings))
         await ensure_topics(settings.kafka, settings.topics)
         yield
 
-    return build_app(broker, lifespan, Readiness())
+    return build_app(broker, lifespan, Readiness(), settings.memory)

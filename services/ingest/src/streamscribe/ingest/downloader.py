@@ -1,5 +1,10 @@
-"""The downloader: yt-dlp with options fixed in code, probing before downloading and enforcing
-the byte cap while bytes arrive. Blocking; the service runs it off the event loop."""
+"""The downloader: yt-dlp with options fixed in code, probing before downloading.
+
+yt-dlp reaches the network only through the job's egress proxy (egress.py), which checks every
+hop against the URL policy and enforces the byte and time caps on the bytes as they arrive,
+whatever sizes were declared. yt-dlp never hands a download to ffmpeg, which has a network stack
+of its own and opens `file://` segments listed in a remote HLS playlist. Blocking; the service
+runs it off the event loop."""
 
 from __future__ import annotations
 
@@ -14,28 +19,34 @@ from yt_dlp.utils import DownloadError
 
 from streamscribe.common.errors import MediaError, TransientError
 from streamscribe.common.events import Reason
+from streamscribe.ingest.egress import Limits, RunningProxy, running_proxy
 from streamscribe.ingest.urlguard import UrlPolicy, check_url
 
 log = logging.getLogger(__name__)
 
 _TRANSIENT = re.compile(
-    r"HTTP Error (5\d\d|429)|timed out|Connection (refused|reset)|Temporary failure|"
-    r"Remote end closed|IncompleteRead",
+    r"HTTP Error (5\d\d|429)|Tunnel connection failed: 5\d\d|timed out|"
+    r"Connection (refused|reset)|Temporary failure|Remote end closed|IncompleteRead",
     re.IGNORECASE,
 )
 _NOT_FOUND = re.compile(r"HTTP Error (404|410)", re.IGNORECASE)
+# yt-dlp reports a redirect as an error only when it will not follow it: to another scheme
+# (file:, data:, ...) or round in a loop. The proxy never sees such a hop.
+_REDIRECT = re.compile(r"HTTP Error 30[12378]", re.IGNORECASE)
+_NEEDS_FFMPEG = re.compile(r"ffmpeg could not be found|ffmpeg is not installed", re.IGNORECASE)
+_EMPTY = re.compile(r"Did not get any data blocks")
 _UNSUPPORTED = re.compile(r"Unsupported URL|no video formats|Requested format is not available")
+# Protocols yt-dlp downloads itself, through the proxy: no rtmp, rtsp, mms or websockets.
+_PROTOCOLS = "[protocol~='^(https?|m3u8(_native)?|http_dash_segments)$']"
 
 
 @dataclass(frozen=True)
 class DownloadLimits:
-    max_bytes: int
-    max_duration_seconds: float
+    max_bytes: int  # the media
+    max_probe_bytes: int  # pages and manifests, which yt-dlp holds in memory
+    max_duration_seconds: float  # from metadata here; the decoder enforces it on the audio
+    max_seconds: float  # wall clock of the whole job, probe included
     socket_timeout_seconds: float
-
-
-class _OverLimitError(Exception):
-    """Raised from the progress hook to stop a download that outgrew its cap."""
 
 
 class _QuietLogger:
@@ -54,30 +65,53 @@ class _QuietLogger:
 
 def download(url: str, job_dir: Path, limits: DownloadLimits, policy: UrlPolicy) -> Path:
     """Download the audio of `url` into `job_dir`; return the file."""
-    with yt_dlp.YoutubeDL(_options(job_dir, limits)) as ydl:
-        info = _probe(ydl, url)
-        _check(info, limits, policy)
+    egress = Limits(
+        probe_bytes=limits.max_probe_bytes,
+        download_bytes=limits.max_bytes,
+        idle_seconds=limits.socket_timeout_seconds,
+        deadline_seconds=limits.max_seconds,
+    )
+    with running_proxy(policy, egress) as proxy:
         try:
-            ydl.process_ie_result(info, download=True)
-        except _OverLimitError as exc:
-            raise MediaError(Reason.TOO_LARGE, str(exc)) from exc
-        except DownloadError as exc:
-            raise _classify(exc) from exc
+            _fetch(url, job_dir, limits, policy, proxy)
+        except Exception as exc:
+            _raise_stop(proxy, exc)
+            raise
+        _raise_stop(proxy, None)
     return _downloaded_file(job_dir, url)
 
 
-def _options(job_dir: Path, limits: DownloadLimits) -> dict[str, Any]:
-    def enforce_cap(progress: dict[str, Any]) -> None:
-        if (progress.get("downloaded_bytes") or 0) > limits.max_bytes:
-            raise _OverLimitError(f"download passed {limits.max_bytes} bytes")
+def _fetch(
+    url: str, job_dir: Path, limits: DownloadLimits, policy: UrlPolicy, proxy: RunningProxy
+) -> None:
+    with yt_dlp.YoutubeDL(_options(job_dir, limits, proxy.url)) as ydl:
+        info = _probe(ydl, url)
+        _check(info, limits, policy)
+        proxy.start_download()
+        try:
+            ydl.process_ie_result(info, download=True)
+        except DownloadError as exc:
+            raise _classify(exc) from exc
 
+
+def _raise_stop(proxy: RunningProxy, cause: Exception | None) -> None:
+    """Raise why the proxy stopped the job, if it did: yt-dlp itself only saw an HTTP 403 or a
+    dropped connection, or went on without what was refused."""
+    if proxy.failure is not None:
+        raise MediaError(proxy.failure.reason, proxy.failure.detail) from cause
+
+
+def _options(job_dir: Path, limits: DownloadLimits, proxy_url: str) -> dict[str, Any]:
     return {
-        "format": "bestaudio/best",  # audio-only when the site offers it
+        "format": f"bestaudio{_PROTOCOLS}/best{_PROTOCOLS}",  # audio-only when the site offers it
         "outtmpl": str(job_dir / "media.%(ext)s"),
         "paths": {"home": str(job_dir), "temp": str(job_dir)},
         "noplaylist": True,
         "playlist_items": "1",
-        "max_filesize": limits.max_bytes,
+        "max_filesize": limits.max_bytes,  # skips a download whose declared size is over
+        "proxy": proxy_url,
+        "external_downloader": {"default": "native"},
+        "ffmpeg_location": str(job_dir / "no-ffmpeg"),  # nothing there: ffmpeg never runs
         "socket_timeout": limits.socket_timeout_seconds,
         "retries": 2,
         "fragment_retries": 2,
@@ -86,7 +120,6 @@ def _options(job_dir: Path, limits: DownloadLimits) -> dict[str, Any]:
         "quiet": True,
         "no_warnings": True,
         "logger": _QuietLogger(),
-        "progress_hooks": [enforce_cap],
         "postprocessors": [],
         "overwrites": True,
         "writesubtitles": False,
@@ -132,6 +165,13 @@ def _classify(exc: DownloadError) -> Exception:
     message = str(exc)
     if _NOT_FOUND.search(message):
         return MediaError(Reason.NOT_FOUND, message)
+    if _REDIRECT.search(message):
+        return MediaError(Reason.REFUSED_URL, f"a redirect that is not followed: {message}")
+    if _EMPTY.search(message):
+        return MediaError(Reason.DECODE_ERROR, f"the media is empty (no bytes came): {message}")
+    if _NEEDS_FFMPEG.search(message):
+        detail = "only ffmpeg could download this stream, and ingest never hands it remote input"
+        return MediaError(Reason.UNSUPPORTED_MEDIA, f"{detail}: {message}")
     if _UNSUPPORTED.search(message):
         return MediaError(Reason.UNSUPPORTED_MEDIA, message)
     if _TRANSIENT.search(message):

@@ -13,6 +13,7 @@ from streamscribe.common.delivery import JSON_HEADERS, Delivery
 from streamscribe.common.events import AudioChunk, MediaRequested, encode_event
 from streamscribe.common.tempfiles import TempRoot
 from streamscribe.ingest.chunker import ChunkLimits
+from streamscribe.ingest.decoder import DecodeLimits
 from streamscribe.ingest.downloader import DownloadLimits, download
 from streamscribe.ingest.publisher import MediaRef, audio_key, publish_audio
 from streamscribe.ingest.settings import IngestSection, IngestSettings
@@ -25,6 +26,7 @@ class Resources:
     """Filled by the app's lifespan before the consumer starts."""
 
     temp: TempRoot
+    chunks: ChunkLimits
 
 
 def url_policy(section: IngestSection) -> UrlPolicy:
@@ -34,12 +36,18 @@ def url_policy(section: IngestSection) -> UrlPolicy:
     )
 
 
-def chunk_limits(section: IngestSection) -> ChunkLimits:
+def chunk_limits(section: IngestSection, max_seconds: float | None = None) -> ChunkLimits:
+    """The configured chunking, with chunks no longer than `max_seconds` when given."""
+    longest = section.chunk_max_seconds
     return ChunkLimits(
         min_seconds=section.chunk_min_seconds,
-        max_seconds=section.chunk_max_seconds,
+        max_seconds=longest if max_seconds is None else min(longest, max_seconds),
         max_duration_seconds=section.max_duration_seconds,
     )
+
+
+def decode_limits(section: IngestSection, chunks: ChunkLimits) -> DecodeLimits:
+    return DecodeLimits.for_chunks(chunks, section.decoder_memory_bytes)
 
 
 def register(broker: KafkaBroker, settings: IngestSettings, resources: Resources) -> None:
@@ -48,7 +56,9 @@ def register(broker: KafkaBroker, settings: IngestSettings, resources: Resources
     policy = url_policy(section)
     limits = DownloadLimits(
         max_bytes=section.max_download_bytes,
+        max_probe_bytes=section.max_probe_bytes,
         max_duration_seconds=section.max_duration_seconds,
+        max_seconds=section.max_download_seconds,
         socket_timeout_seconds=section.socket_timeout_seconds,
     )
 
@@ -66,7 +76,7 @@ def register(broker: KafkaBroker, settings: IngestSettings, resources: Resources
         with resources.temp.job(media.media_id) as job_dir:
             path = await asyncio.to_thread(download, request.url, job_dir, limits, policy)
             resources.temp.report()
-            await publish_audio(path, media, chunk_limits(section), send)
+            await publish_audio(path, media, decode_limits(section, resources.chunks), send)
 
     async def on_requested(message: KafkaMessage) -> None:
         await delivery.handle(message, MediaRequested, ingest)

@@ -3,13 +3,14 @@ downloads and the CLI for local files, so both produce identical chunks."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 
 from streamscribe.common.events import AudioChunk
-from streamscribe.ingest.chunker import Chunk, ChunkLimits, chunk_file
+from streamscribe.ingest.chunker import Chunk
+from streamscribe.ingest.decoder import DecodeLimits, decoded_chunks
 
 Send = Callable[[AudioChunk], Awaitable[None]]
 
@@ -21,16 +22,16 @@ class MediaRef:
     language: str | None = None
 
 
-async def publish_audio(path: Path, media: MediaRef, limits: ChunkLimits, send: Send) -> int:
+async def publish_audio(path: Path, media: MediaRef, limits: DecodeLimits, send: Send) -> int:
     """Send every chunk of `path`; the last one carries `final` and the chunk count.
-    Decoding runs off the event loop; one chunk is held back to know which is last."""
-    chunks = chunk_file(path, limits)
+    Decoding runs in a child process (decoder.py); one chunk is held back to know which is last."""
     held: Chunk | None = None
-    while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
-        if held is not None:
-            await send(_event(held, media, final=False))
-        held = chunk
-    if held is None:  # the chunker raises first; kept so `held` is typed non-None below
+    async with aclosing(decoded_chunks(path, limits)) as chunks:
+        async for chunk in chunks:
+            if held is not None:
+                await send(_event(held, media, final=False))
+            held = chunk
+    if held is None:  # the decoder raises first; kept so `held` is typed non-None below
         raise RuntimeError(f"no chunks from {path}")
     await send(_event(held, media, final=True))
     return held.seq + 1

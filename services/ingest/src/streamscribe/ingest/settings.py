@@ -20,8 +20,26 @@ class IngestSection(ServiceSection):
     max_download_bytes: int = Field(
         2_000_000_000, ge=1_000_000, description="Largest download, enforced while it runs."
     )
+    max_probe_bytes: int = Field(
+        32 * 2**20,
+        ge=1_000_000,
+        description="Largest total of pages, manifests and API answers read before the download "
+        "(yt-dlp holds them in memory).",
+    )
+    max_download_seconds: float = Field(
+        1800,
+        gt=0,
+        description="Wall-clock limit of one download, probe included: ends endless and "
+        "trickling streams (reason too_long). Keep it well below max_poll_interval_ms.",
+    )
     max_duration_seconds: float = Field(
         4 * 3600, gt=0, description="Longest media, from metadata and while decoding."
+    )
+    decoder_memory_bytes: int = Field(
+        2**30,
+        ge=512 * 2**20,
+        description="Address-space limit (RLIMIT_AS) of the decoder's child process; libav, "
+        "numpy and their threads reserve about 300 MB of it before decoding anything.",
     )
     temp_quota_bytes: int = Field(
         4_000_000_000,

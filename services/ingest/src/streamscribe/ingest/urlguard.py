@@ -3,8 +3,9 @@
 A URL passes when it is http(s), carries no credentials, and its host has only public addresses.
 Hosts written as IP literals are recognised in every spelling resolvers accept (`2130706433`,
 `0x7f.1`, `[::ffff:7f00:1]`, ...), and names are resolved here with every address checked,
-because the downloader may connect to any of them. Callers repeat the check on every hop
-(redirects, format URLs) since a public page may point anywhere.
+because the downloader may connect to any of them; the addresses checked are returned so that
+the caller connects to one of them and never resolves the name again (DNS rebinding). The egress
+proxy (egress.py) repeats the check on every hop, since a public page may point anywhere.
 """
 
 from __future__ import annotations
@@ -58,26 +59,29 @@ class UrlPolicy:
     allowed_hosts: frozenset[str] = frozenset()  # host names or IPs exempt from the address checks
 
 
-def check_url(url: str, policy: UrlPolicy) -> None:
-    """Raise MediaError(REFUSED_URL) unless `url` is an http(s) URL to an acceptable host."""
+def check_url(url: str, policy: UrlPolicy) -> list[IPAddress]:
+    """Raise MediaError(REFUSED_URL) unless `url` is an http(s) URL to an acceptable host;
+    return the host's addresses, each checked."""
     parts = _split(url)
-    problem = _scheme_problem(parts) or _authority_problem(parts)
-    if problem is None:
-        host = _normalise_host(parts.hostname or "")
-        problem = _host_problem(host) or _address_problem(host, policy)
-    if problem is not None:
-        raise MediaError(Reason.REFUSED_URL, f"refused {_shown(parts)}: {problem}")
+    vetted = (
+        _scheme_problem(parts) or _authority_problem(parts) or _vet_host(parts.hostname, policy)
+    )
+    if isinstance(vetted, str):
+        raise MediaError(Reason.REFUSED_URL, f"refused {_shown(parts)}: {vetted}")
+    return vetted
 
 
-def check_address(host: str, policy: UrlPolicy) -> None:
-    """Raise MediaError(REFUSED_URL) unless every address of `host` is acceptable.
+def check_address(host: str, policy: UrlPolicy) -> list[IPAddress]:
+    """Raise MediaError(REFUSED_URL) unless every address of `host` is acceptable; return them.
 
-    `host` is a name or an IP literal in any spelling, with or without IPv6 brackets.
+    `host` is a name or an IP literal in any spelling, with or without IPv6 brackets. Whoever
+    connects should connect to one of the returned addresses rather than resolve the name again:
+    a second answer may differ from the one checked (DNS rebinding).
     """
-    normalised = _normalise_host(host.removeprefix("[").removesuffix("]"))
-    problem = _host_problem(normalised) or _address_problem(normalised, policy)
-    if problem is not None:
-        raise MediaError(Reason.REFUSED_URL, f"refused host {host[:_SHOWN_LENGTH]}: {problem}")
+    vetted = _vet_host(host.removeprefix("[").removesuffix("]"), policy)
+    if isinstance(vetted, str):
+        raise MediaError(Reason.REFUSED_URL, f"refused host {host[:_SHOWN_LENGTH]}: {vetted}")
+    return vetted
 
 
 def _split(url: str) -> SplitResult:
@@ -125,26 +129,28 @@ def _host_problem(host: str) -> str | None:
     return None
 
 
-def _address_problem(host: str, policy: UrlPolicy) -> str | None:
-    """Why `host` must not be fetched, or None; resolves names, checking every address."""
+def _vet_host(host: str | None, policy: UrlPolicy) -> list[IPAddress] | str:
+    """Every address of `host` (resolved once) if each is acceptable, else why not."""
+    host = _normalise_host(host or "")
+    problem = _host_problem(host)
+    if problem is not None:
+        return problem
+    literal = _parse_literal(host)
+    addresses = [literal] if literal is not None else _resolve(host)
+    if isinstance(addresses, str):
+        return addresses
     allowed = {_canonical(h) for h in policy.allowed_hosts}
     if policy.allow_private_networks or _canonical(host) in allowed:
-        return None
-    literal = _parse_literal(host)
-    if literal is not None:
-        kind = _refused_kind(literal)
-        if kind is None:
-            return None
-        written = "" if host == str(literal) else f" (written {host})"
-        return f"address {literal}{written} is {kind}; {_ALLOW_HINT}"
-    addresses = _resolve(host)
-    if isinstance(addresses, str):
         return addresses
     for address in addresses:
         kind = _refused_kind(address)
-        if kind is not None and str(address) not in allowed:
-            return f"host {host} resolves to {address}, which is {kind}; {_ALLOW_HINT}"
-    return None
+        if kind is None or str(address) in allowed:
+            continue
+        if literal is not None:
+            written = "" if host == str(literal) else f" (written {host})"
+            return f"address {literal}{written} is {kind}; {_ALLOW_HINT}"
+        return f"host {host} resolves to {address}, which is {kind}; {_ALLOW_HINT}"
+    return addresses
 
 
 def _canonical(host: str) -> str:

@@ -1,18 +1,24 @@
-"""The transcribe service: model loaded once, before the consumer joins its group."""
+"""The transcribe service: model loaded once, before the consumer joins its group; the longest
+chunk it accepts is what fits between the loaded model and the memory pause mark."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from faststream.asgi import AsgiFastStream
 
 from streamscribe.common.kafka import ensure_topics, make_broker
+from streamscribe.common.memory import admitted, load_model, resolve_marks, rss
 from streamscribe.common.service import Readiness, build_app
 from streamscribe.transcribe.handlers import Resources, register
 from streamscribe.transcribe.settings import TranscribeSettings
 from streamscribe.transcribe.transcriber import Transcriber
+
+# Measured with tiny.en int8, beam 5 (peak RSS above the loaded model): ~105 MiB for any
+# inference, plus ~0.4 MiB per second of audio (decoded samples, features). Rounded up.
+INFERENCE_BYTES = 128 * 2**20
+BYTES_PER_AUDIO_SECOND = 2**20
 
 
 def create_app(settings: TranscribeSettings) -> AsgiFastStream:
@@ -22,8 +28,14 @@ def create_app(settings: TranscribeSettings) -> AsgiFastStream:
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
-        resources.transcriber = await asyncio.to_thread(Transcriber, settings.transcribe)
+        resources.transcriber = await load_model(lambda: Transcriber(settings.transcribe))
+        resources.max_chunk_seconds = admitted(
+            resolve_marks(settings.memory).pause,
+            rss() + INFERENCE_BYTES,
+            BYTES_PER_AUDIO_SECOND,
+            settings.transcribe.max_chunk_seconds,
+        )
         await ensure_topics(settings.kafka, settings.topics)
         yield
 
-    return build_app(broker, lifespan, Readiness())
+    return build_app(broker, lifespan, Readiness(), settings.memory)

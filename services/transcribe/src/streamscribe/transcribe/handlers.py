@@ -19,26 +19,42 @@ from streamscribe.transcribe.settings import TranscribeSettings
 from streamscribe.transcribe.transcriber import Transcriber
 
 STAGE = "transcribe"
+SAMPLE_RATE = 16_000
+# Decoded Opus may run a few milliseconds past the chunk's end (codec padding).
+DECODE_SLACK_SECONDS = 1.0
 
 
 class Resources:
     """Filled by the app's lifespan before the consumer starts."""
 
     transcriber: Transcriber
+    max_chunk_seconds: int
 
 
 def decode(audio: bytes) -> np.ndarray:
     try:
-        return np.asarray(decode_audio(io.BytesIO(audio), sampling_rate=16_000), np.float32)
+        return np.asarray(decode_audio(io.BytesIO(audio), sampling_rate=SAMPLE_RATE), np.float32)
     except Exception as exc:
         raise MediaError(Reason.DECODE_ERROR, f"audio chunk cannot be decoded: {exc}") from exc
+
+
+def refuse_longer(seconds: float, limit: int, slack: float = 0.0) -> None:
+    """A chunk longer than this worker admits under its memory ceiling fails its media."""
+    if seconds > limit + slack:
+        raise MediaError(
+            Reason.TOO_LARGE,
+            f"a chunk of {seconds:.1f} s is longer than the {limit} s this worker admits",
+        )
 
 
 def register(broker: KafkaBroker, settings: TranscribeSettings, resources: Resources) -> None:
     delivery = Delivery(broker, settings, STAGE)
 
     async def transcribe(chunk: AudioChunk) -> None:
+        limit = resources.max_chunk_seconds
+        refuse_longer(chunk.end - chunk.start, limit)  # before decoding it
         audio = await asyncio.to_thread(decode, chunk.audio)
+        refuse_longer(len(audio) / SAMPLE_RATE, limit, DECODE_SLACK_SECONDS)  # events can lie
         result = await asyncio.to_thread(
             resources.transcriber.transcribe, audio, chunk.start, chunk.language
         )

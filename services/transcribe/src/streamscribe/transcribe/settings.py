@@ -29,6 +29,13 @@ class TranscribeSection(ServiceSection):
         description="Force a language; else the event's, else detected (English-only models: en).",
     )
     vad_filter: bool = Field(False, description="Skip silence with Silero VAD before decoding.")
+    max_chunk_seconds: int = Field(
+        120,
+        ge=1,
+        le=3600,
+        description="Longest chunk accepted, in audio seconds; lowered at start to what fits "
+        "under the memory ceiling. Longer chunks fail the media with `too_large`.",
+    )
 
 
 class TranscribeSettings(CommonSettings):

@@ -1,0 +1,107 @@
+"""The lean embedder: an int8 ONNX export run by onnxruntime, tokenised by `tokenizers`.
+
+Nothing here imports torch or transformers, so a worker on this backend never loads them.
+`onnx_export` writes the directory this reads: model.onnx, tokenizer.json and manifest.json.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+from pydantic import BaseModel, ValidationError
+from tokenizers import Encoding, Tokenizer
+
+from streamscribe.common.errors import ConfigError
+
+MODEL_FILE = "model.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+MANIFEST_FILE = "manifest.json"
+
+
+class Manifest(BaseModel):
+    """How to turn the model's token vectors into the sentence-transformers embedding."""
+
+    pooling: Literal["mean"]
+    normalize: Literal[True]
+    max_seq_length: int
+    dimension: int
+    pad_token: str
+    pad_id: int
+
+
+def read_manifest(directory: Path) -> Manifest:
+    if not directory.is_dir():
+        raise ConfigError(
+            f"no ONNX model at {directory}; export one with "
+            f"`python -m streamscribe.embed.onnx_export --out {directory}`"
+        )
+    path = directory / MANIFEST_FILE
+    try:
+        return Manifest.model_validate_json(path.read_bytes())
+    except (OSError, ValidationError) as exc:
+        detail = f"{path} is missing or corrupt; delete {directory} to export again"
+        raise ConfigError(detail) from exc
+
+
+def _feeds(encodings: list[Encoding]) -> dict[str, npt.NDArray[np.int64]]:
+    """Every input a BERT-like export may declare; the session takes the ones it has."""
+    return {
+        "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+        "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+        "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
+    }
+
+
+class OnnxEmbedder:
+    """Blocking, like `Embedder`: the service calls it off the event loop."""
+
+    def __init__(self, directory: Path, batch_size: int = 32, threads: int = 2) -> None:
+        manifest = read_manifest(directory)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        try:
+            self.tokenizer = Tokenizer.from_file(str(directory / TOKENIZER_FILE))
+            self.session = ort.InferenceSession(
+                str(directory / MODEL_FILE), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # both libraries raise bare Exception subclasses
+            raise ConfigError(
+                f"unusable ONNX model in {directory} ({exc}); delete it to export again"
+            ) from exc
+        # tokenizer.json carries the hub's fixed padding and 128-token truncation; match
+        # sentence-transformers instead: its max_seq_length, padding to the longest in a batch
+        self.tokenizer.enable_truncation(manifest.max_seq_length)
+        self.tokenizer.enable_padding(pad_id=manifest.pad_id, pad_token=manifest.pad_token)
+        self.inputs = [node.name for node in self.session.get_inputs()]
+        if unknown := set(self.inputs) - _feeds([]).keys():
+            raise ConfigError(f"ONNX model in {directory} wants unknown inputs {sorted(unknown)}")
+        self.batch_size = batch_size
+        self._dimension = manifest.dimension
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """L2-normalised float32 vectors, one row per text."""
+        vectors = np.zeros((len(texts), self._dimension), dtype=np.float32)
+        # longest first, as sentence-transformers does: batches of similar length pad least
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            vectors[rows] = self._embed_batch([texts[i] for i in rows])
+        return vectors
+
+    def _embed_batch(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        feeds = _feeds(self.tokenizer.encode_batch(texts))
+        (tokens,) = self.session.run(None, {name: feeds[name] for name in self.inputs})
+        mask = feeds["attention_mask"][..., None].astype(np.float32)
+        pooled = (tokens * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
+        norms = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return np.asarray(pooled / norms, dtype=np.float32)
