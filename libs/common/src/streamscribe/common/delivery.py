@@ -59,6 +59,13 @@ class Delivery:
         self.broker = broker
         self.settings = settings
         self.stage = stage
+        for counter in (
+            metrics.RETRIES,
+            metrics.DEAD_LETTERS,
+            metrics.CHUNKS,
+            metrics.AUDIO_SECONDS,
+        ):
+            counter.labels(stage)  # a series from the start: the first increment shows in rate()
         self.ceiling = resolve_marks(settings.memory).ceiling
 
     async def handle(
