@@ -19,6 +19,20 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 SITE_HOST = "127.0.0.1"
 CANARY_HOST = "127.0.0.2"
+# The canary's address in the spellings a URL or a hop may use.
+CANARY_SPELLINGS = [
+    "127.0.0.2",
+    "127.0.0.2.",
+    "2130706434",
+    "0x7f000002",
+    "0x7f.0.0.2",
+    "0177.0.0.2",
+    "017700000002",
+    "127.2",
+    "%31%32%37.0.0.2",
+    "[::ffff:127.0.0.2]",
+    "[::ffff:7f00:2]",
+]
 _BLOCK = b"\0" * 65536
 
 

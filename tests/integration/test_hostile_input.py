@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaProducer
 from streamscribe.common.events import MediaRequested, encode_event
 from tests import hostile_servers
 from tests.conftest import require_tool
-from tests.hostile_servers import SITE_HOST, Canary, Site
+from tests.hostile_servers import CANARY_SPELLINGS, SITE_HOST, Canary, Site
 from tests.integration.conftest import MediaServer, Pipeline, wait_for
 from tests.integration.speech import Speech
 
@@ -33,19 +33,6 @@ from tests.integration.speech import Speech
 INGEST_BUDGET_BYTES = 512 * 2**20
 
 # The canary's address as a URL may spell it.
-CANARY_SPELLINGS = [
-    "127.0.0.2",
-    "127.0.0.2.",
-    "2130706434",
-    "0x7f000002",
-    "0x7f.0.0.2",
-    "0177.0.0.2",
-    "017700000002",
-    "127.2",
-    "%31%32%37.0.0.2",
-    "[::ffff:127.0.0.2]",
-    "[::ffff:7f00:2]",
-]
 
 
 def hostile_urls(site: Site, canary: Canary) -> list[str]:

@@ -19,6 +19,7 @@ from streamscribe.ingest.downloader import DownloadLimits, download
 from streamscribe.ingest.egress import REFUSED_HEADER, Limits, RunningProxy, running_proxy
 from streamscribe.ingest.urlguard import UrlPolicy
 from tests import hostile_servers
+from tests.hostile_servers import CANARY_SPELLINGS as HOSTILE_SPELLINGS
 from tests.hostile_servers import SITE_HOST, Canary, Site
 
 POLICY = UrlPolicy(allowed_hosts=frozenset({SITE_HOST}))
@@ -40,17 +41,7 @@ FAKE_DNS = {
 REBINDING = "rebind.example"  # answers 127.0.0.1 first, the canary's address after that
 # The canary's address as hops may spell it.
 CANARY_SPELLINGS = [
-    "127.0.0.2",
-    "127.0.0.2.",
-    "2130706434",
-    "0x7f000002",
-    "0x7f.0.0.2",
-    "0177.0.0.2",
-    "017700000002",
-    "127.2",
-    "%31%32%37.0.0.2",
-    "[::ffff:127.0.0.2]",
-    "[::ffff:7f00:2]",
+    *HOSTILE_SPELLINGS,
     "[0:0:0:0:0:ffff:7f00:2]",
     "canary.example",
     "both.example",
