@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,17 +22,33 @@ def high_water_mark(pid: int) -> int:
 @dataclass(frozen=True)
 class Measured:
     returncode: int
-    peak_bytes: int
+    peak_bytes: int  # the command's own process
+    tree_peak_bytes: int  # the largest of it and the children it waited for (e.g. a decoder)
     seconds: float
     stdout: str
 
 
 def run_measured(command: list[str], env: dict[str, str] | None = None) -> Measured:
-    """Run a command to completion; its own peak RSS from the kernel's rusage."""
+    """Run a command to completion. Its own peak is its high-water mark, read until it exits;
+    the rusage of wait4 covers its waited-for children too, so it is reported apart."""
     started = time.monotonic()
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    own = [0]
+
+    def follow() -> None:
+        while True:
+            try:
+                own[0] = max(own[0], high_water_mark(process.pid))
+            except (OSError, LookupError, ValueError):  # exited: a zombie has no VmHWM
+                return
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=follow, daemon=True)
+    watcher.start()
     assert process.stdout is not None
     stdout = process.stdout.read()
+    watcher.join(5)
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
-    return Measured(process.returncode, usage.ru_maxrss * 1024, time.monotonic() - started, stdout)
+    seconds = time.monotonic() - started
+    return Measured(process.returncode, own[0], usage.ru_maxrss * 1024, seconds, stdout)

@@ -49,7 +49,12 @@ class Worker:
         return f"http://{self.section.http_host}:{self.port}"
 
     async def start(self) -> None:
-        env = {**os.environ, f"STREAMSCRIBE_{self.name.upper()}__HTTP_PORT": str(self.port)}
+        env = {
+            # glibc's per-thread malloc arenas let RSS creep up under threaded inference
+            "MALLOC_ARENA_MAX": "2",
+            **os.environ,
+            f"STREAMSCRIBE_{self.name.upper()}__HTTP_PORT": str(self.port),
+        }
         self.started_at = time.monotonic()
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "streamscribe.cli", "worker", self.name, env=env,

@@ -65,6 +65,8 @@ class OnnxEmbedder:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        # prepacked weights are a second copy of the model in memory, for a little speed
+        options.add_session_config_entry("session.disable_prepacking", "1")
         try:
             self.tokenizer = Tokenizer.from_file(str(directory / TOKENIZER_FILE))
             self.session = ort.InferenceSession(
