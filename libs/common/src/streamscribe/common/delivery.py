@@ -44,6 +44,11 @@ JSON_HEADERS = {"content-type": "application/json"}
 E = TypeVar("E", bound=Event)
 
 
+async def publish_event(broker: KafkaBroker, topic: str, event: Event, key: bytes) -> None:
+    """Publish an event as plain JSON; returns once the broker acknowledged it (acks=all)."""
+    await broker.publish(encode_event(event), topic, key=key, headers=JSON_HEADERS)
+
+
 def retry_topic(topic: str) -> str:
     return f"{topic}.retry"
 
@@ -104,12 +109,7 @@ class Delivery:
         event = MediaFailed(
             media_id=media_id, stage=self.stage, reason=reason, detail=detail, source_url=url
         )
-        await self.broker.publish(
-            encode_event(event),
-            self.settings.topics.failed,
-            key=media_id.encode(),
-            headers=JSON_HEADERS,
-        )
+        await publish_event(self.broker, self.settings.topics.failed, event, media_id.encode())
 
     async def _reject(self, message: KafkaMessage, exc: InvalidEventError) -> None:
         """Not a valid event: keep it in the dead-letter topic; fail the media it names, if any."""

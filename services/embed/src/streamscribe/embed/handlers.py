@@ -10,8 +10,8 @@ from faststream.kafka.annotations import KafkaMessage
 
 from streamscribe.common import metrics
 from streamscribe.common.consumer import subscribe
-from streamscribe.common.delivery import JSON_HEADERS, Delivery
-from streamscribe.common.events import MediaIndexed, Transcript, encode_event
+from streamscribe.common.delivery import Delivery, publish_event
+from streamscribe.common.events import MediaIndexed, Transcript
 from streamscribe.embed.embedder import TextEmbedder
 from streamscribe.embed.passages import passages_for
 from streamscribe.embed.settings import EmbedSettings
@@ -60,12 +60,7 @@ def register(broker: KafkaBroker, settings: EmbedSettings, resources: Resources)
             chunk_count=progress.total,
             passage_count=progress.passages,
         )
-        await broker.publish(
-            encode_event(event),
-            settings.topics.indexed,
-            key=transcript.media_id.encode(),
-            headers=JSON_HEADERS,
-        )
+        await publish_event(broker, settings.topics.indexed, event, transcript.media_id.encode())
 
     async def on_transcript(message: KafkaMessage) -> None:
         await delivery.handle(message, Transcript, index)

@@ -9,8 +9,8 @@ from faststream.kafka.annotations import KafkaMessage
 
 from streamscribe.common import metrics
 from streamscribe.common.consumer import subscribe
-from streamscribe.common.delivery import JSON_HEADERS, Delivery
-from streamscribe.common.events import AudioChunk, MediaRequested, encode_event
+from streamscribe.common.delivery import Delivery, publish_event
+from streamscribe.common.events import AudioChunk, MediaRequested
 from streamscribe.common.tempfiles import TempRoot
 from streamscribe.ingest.chunker import ChunkLimits
 from streamscribe.ingest.decoder import DecodeLimits
@@ -63,9 +63,7 @@ def register(broker: KafkaBroker, settings: IngestSettings, resources: Resources
     )
 
     async def send(chunk: AudioChunk) -> None:
-        await broker.publish(
-            encode_event(chunk), settings.topics.audio, key=audio_key(chunk), headers=JSON_HEADERS
-        )
+        await publish_event(broker, settings.topics.audio, chunk, audio_key(chunk))
         metrics.CHUNKS.labels(STAGE).inc()
         metrics.AUDIO_SECONDS.labels(STAGE).inc(chunk.end - chunk.start)
 

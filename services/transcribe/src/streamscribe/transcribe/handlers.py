@@ -12,9 +12,9 @@ from faststream.kafka.annotations import KafkaMessage
 
 from streamscribe.common import metrics
 from streamscribe.common.consumer import subscribe
-from streamscribe.common.delivery import JSON_HEADERS, Delivery
+from streamscribe.common.delivery import Delivery, publish_event
 from streamscribe.common.errors import MediaError
-from streamscribe.common.events import AudioChunk, Reason, Transcript, encode_event
+from streamscribe.common.events import AudioChunk, Reason, Transcript
 from streamscribe.transcribe.settings import TranscribeSettings
 from streamscribe.transcribe.transcriber import Transcriber
 
@@ -69,12 +69,8 @@ def register(broker: KafkaBroker, settings: TranscribeSettings, resources: Resou
             language=result.language,
             segments=result.segments,
         )
-        await broker.publish(
-            encode_event(transcript),
-            settings.topics.transcript,
-            key=chunk.media_id.encode(),  # one media's transcripts stay in one partition
-            headers=JSON_HEADERS,
-        )
+        # keyed by media: one media's transcripts stay in one partition, in order
+        await publish_event(broker, settings.topics.transcript, transcript, chunk.media_id.encode())
         metrics.CHUNKS.labels(STAGE).inc()
         metrics.AUDIO_SECONDS.labels(STAGE).inc(chunk.end - chunk.start)
 
