@@ -119,9 +119,46 @@ class Stack:
         return dict(json.loads(result.stdout)) if result.returncode == 0 else {}
 
     def metric(self, service: str, name: str) -> float:
-        url = f"http://127.0.0.1:{self.ports[service]}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as response:
+        return scrape(self.ports[service], name)
+
+    def transcribe_alone(self, prefix: str, chunks: int) -> tuple[float, float, int]:
+        """One more transcribe worker with the cores to itself (the pipeline is idle by now),
+        fed the `chunks` that `submit FILE` left under `prefix`, where nothing else consumes.
+        Returns its audio seconds, its busy seconds and its peak RSS."""
+        port = free_port()
+        env = {
+            **self.env,
+            "MALLOC_ARENA_MAX": "2",  # as `up` gives its workers
+            "STREAMSCRIBE_TOPICS__PREFIX": prefix,
+            "STREAMSCRIBE_TRANSCRIBE__HTTP_PORT": str(port),
+            "STREAMSCRIBE_TRANSCRIBE__GROUP_ID": f"{prefix}transcribe",
+        }
+        command = [STREAMSCRIBE, "worker", "transcribe"]
+        quiet = subprocess.DEVNULL
+        with subprocess.Popen(command, env=env, stdout=quiet, stderr=quiet) as worker:
+            try:
+                deadline = time.monotonic() + 7200
+                while scrape(port, CHUNKS_DONE) < chunks:
+                    if worker.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"transcribe alone did not finish {chunks} chunks")
+                    time.sleep(1)
+                audio = scrape(port, 'streamscribe_audio_seconds_total{stage="transcribe"}')
+                busy = scrape(port, 'streamscribe_stage_duration_seconds_sum{stage="transcribe"}')
+                return audio, busy, high_water_mark(worker.pid)
+            finally:
+                worker.terminate()
+
+
+CHUNKS_DONE = 'streamscribe_chunks_total{stage="transcribe"}'
+
+
+def scrape(port: int, name: str) -> float:
+    """One sample from a worker's /metrics; 0 until the worker serves it."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
             for line in response.read().decode().splitlines():
                 if line.startswith(name):
                     return float(line.rsplit(" ", 1)[1])
-        return 0.0
+    except OSError:  # not listening yet
+        pass
+    return 0.0

@@ -195,3 +195,27 @@ def test_store_failures_are_transient(store: LanceDBStore, monkeypatch: pytest.M
         put(store, chunk(1))
     with pytest.raises(TransientError, match="progress of m-talk"):
         store.progress("m-talk")
+
+
+def test_lancedb_caches_stay_within_the_configured_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # lancedb's defaults (6 GB index, 1 GB metadata) keep every version written cached
+    sessions = []
+    real_session = lancedb_store.lancedb.Session
+
+    def recording_session(**sizes: int) -> object:
+        sessions.append(real_session(**sizes))
+        return sessions[-1]
+
+    monkeypatch.setattr(lancedb_store.lancedb, "Session", recording_session)
+    bounded = LanceDBStore(tmp_path / "bounded", cache_bytes=256 * 1024)
+    default = LanceDBStore(tmp_path / "default", cache_bytes=2**30)
+    for seq in range(30):
+        for store in (bounded, default):
+            put(store, chunk(seq))
+            store.progress("m-talk")
+
+    bounded_bytes, default_bytes = (session.size_bytes for session in sessions)
+    assert default_bytes > 2 * 256 * 1024  # what the bound is there to stop
+    assert bounded_bytes <= 2 * 256 * 1024  # two caches of 256 KiB each

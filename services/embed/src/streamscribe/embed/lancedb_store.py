@@ -69,13 +69,19 @@ def passages_schema(dim: int) -> pa.Schema:
 class LanceDBStore:
     """VectorStore on a local LanceDB directory; several processes may open the same one."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, cache_bytes: int = 4 * 2**20) -> None:
         self._path = path
         self._tables: dict[str, Table] = {}
+        # bounded caches: with lancedb's defaults every version written stays cached
+        session = lancedb.Session(
+            index_cache_size_bytes=cache_bytes, metadata_cache_size_bytes=cache_bytes
+        )
         with self._transient("open"):
             # interval 0: each read looks for a newer table version (one manifest check), so a
             # reader sees writes made after it opened; lancedb's default never looks again
-            self._db = lancedb.connect(path, read_consistency_interval=timedelta(0))
+            self._db = lancedb.connect(
+                path, read_consistency_interval=timedelta(0), session=session
+            )
 
     def upsert(self, transcript: Transcript, passages: Sequence[Passage], vectors: Vectors) -> None:
         matrix = _matrix(transcript, passages, vectors)

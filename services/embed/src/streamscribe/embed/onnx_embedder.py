@@ -14,9 +14,15 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 from pydantic import BaseModel, ValidationError
-from tokenizers import Encoding, Tokenizer
+from tokenizers import Tokenizer
 
 from streamscribe.common.errors import ConfigError
+from streamscribe.embed.pooling import (
+    embed_longest_first,
+    match_sentence_transformers,
+    mean_pool,
+    model_inputs,
+)
 
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
@@ -48,15 +54,6 @@ def read_manifest(directory: Path) -> Manifest:
         raise ConfigError(detail) from exc
 
 
-def _feeds(encodings: list[Encoding]) -> dict[str, npt.NDArray[np.int64]]:
-    """Every input a BERT-like export may declare; the session takes the ones it has."""
-    return {
-        "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
-        "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
-        "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
-    }
-
-
 class OnnxEmbedder:
     """Blocking, like `Embedder`: the service calls it off the event loop."""
 
@@ -76,12 +73,11 @@ class OnnxEmbedder:
             raise ConfigError(
                 f"unusable ONNX model in {directory} ({exc}); delete it to export again"
             ) from exc
-        # tokenizer.json carries the hub's fixed padding and 128-token truncation; match
-        # sentence-transformers instead: its max_seq_length, padding to the longest in a batch
-        self.tokenizer.enable_truncation(manifest.max_seq_length)
-        self.tokenizer.enable_padding(pad_id=manifest.pad_id, pad_token=manifest.pad_token)
+        match_sentence_transformers(
+            self.tokenizer, manifest.max_seq_length, manifest.pad_token, manifest.pad_id
+        )
         self.inputs = [node.name for node in self.session.get_inputs()]
-        if unknown := set(self.inputs) - _feeds([]).keys():
+        if unknown := set(self.inputs) - model_inputs([]).keys():
             raise ConfigError(f"ONNX model in {directory} wants unknown inputs {sorted(unknown)}")
         self.batch_size = batch_size
         self._dimension = manifest.dimension
@@ -92,18 +88,9 @@ class OnnxEmbedder:
 
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """L2-normalised float32 vectors, one row per text."""
-        vectors = np.zeros((len(texts), self._dimension), dtype=np.float32)
-        # longest first, as sentence-transformers does: batches of similar length pad least
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
-            vectors[rows] = self._embed_batch([texts[i] for i in rows])
-        return vectors
+        return embed_longest_first(texts, self.batch_size, self._dimension, self._embed_batch)
 
     def _embed_batch(self, texts: list[str]) -> npt.NDArray[np.float32]:
-        feeds = _feeds(self.tokenizer.encode_batch(texts))
+        feeds = model_inputs(self.tokenizer.encode_batch(texts))
         (tokens,) = self.session.run(None, {name: feeds[name] for name in self.inputs})
-        mask = feeds["attention_mask"][..., None].astype(np.float32)
-        pooled = (tokens * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
-        norms = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
-        return np.asarray(pooled / norms, dtype=np.float32)
+        return mean_pool(tokens, feeds["attention_mask"])

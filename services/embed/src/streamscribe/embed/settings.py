@@ -24,7 +24,8 @@ class EmbedSection(ServiceSection):
         "onnx",
         description="`onnx`: the model exported to int8 ONNX (at first start, or by `python -m "
         "streamscribe.embed.onnx_export`), run by onnxruntime without torch, about a third of "
-        "the memory; `torch`: sentence-transformers on the original weights.",
+        "the memory; `torch`: the original weights on torch and transformers, pooled as "
+        "sentence-transformers pools them (mean-pooling models only).",
     )
     onnx_dir: Path | None = Field(
         None,
@@ -36,6 +37,13 @@ class EmbedSection(ServiceSection):
     store: Literal["lancedb"] = Field("lancedb", description="Vector store backend.")
     store_path: Path | None = Field(
         None, description="LanceDB directory; defaults to `<data_dir>/index`."
+    )
+    store_cache_bytes: int = Field(
+        4 * 2**20,
+        ge=0,
+        description="Bytes each of LanceDB's index and metadata caches may hold. lancedb's own "
+        "defaults (6 GB and 1 GB) let the worker grow with every table version it writes; "
+        "more cache only speeds up searches over large indexes.",
     )
 
 

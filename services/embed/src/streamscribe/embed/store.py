@@ -85,4 +85,4 @@ def open_store(settings: EmbedSettings) -> VectorStore:
     """The backend the settings name (imported here: a backend is one module)."""
     from streamscribe.embed.lancedb_store import LanceDBStore
 
-    return LanceDBStore(settings.store_path)
+    return LanceDBStore(settings.store_path, settings.embed.store_cache_bytes)

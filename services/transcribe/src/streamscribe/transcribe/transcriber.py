@@ -54,6 +54,7 @@ class Transcriber:
             audio,
             language=language,
             beam_size=self.section.beam_size,
+            best_of=self.section.best_of,
             vad_filter=self.section.vad_filter,
             condition_on_previous_text=False,  # chunks are independent; avoids repetition loops
         )
