@@ -21,6 +21,7 @@ from typing import Any
 import psutil
 
 from bench.peaks import high_water_mark
+from streamscribe.cli.supervisor import WORKER_MALLOC
 
 STREAMSCRIBE = str(Path(sys.executable).with_name("streamscribe"))
 SERVICES = ("ingest", "transcribe", "embed")
@@ -128,7 +129,7 @@ class Stack:
         port = free_port()
         env = {
             **self.env,
-            "MALLOC_ARENA_MAX": "2",  # as `up` gives its workers
+            **WORKER_MALLOC,  # as `up` gives its workers
             "STREAMSCRIBE_TOPICS__PREFIX": prefix,
             "STREAMSCRIBE_TRANSCRIBE__HTTP_PORT": str(port),
             "STREAMSCRIBE_TRANSCRIBE__GROUP_ID": f"{prefix}transcribe",

@@ -193,6 +193,18 @@ def test_up_serves_metrics_health_and_readiness(pipeline: Pipeline) -> None:
         assert "streamscribe_ready 1.0" in text
 
 
+def test_up_starts_workers_with_the_malloc_settings(pipeline: Pipeline) -> None:
+    import psutil
+
+    from streamscribe.cli.supervisor import WORKER_MALLOC
+
+    children = psutil.Process(pipeline.process.pid).children()
+    workers = [child for child in children if "worker" in child.cmdline()]
+    assert len(workers) == 3
+    for worker in workers:
+        assert WORKER_MALLOC.items() <= worker.environ().items(), worker.cmdline()
+
+
 MEMORY_AND_WORK_METRICS = {
     "process_resident_memory_bytes",
     "streamscribe_peak_resident_memory_bytes",

@@ -23,6 +23,13 @@ RESTART_BACKOFF_MAX = 30.0
 
 
 STABLE_SECONDS = 60.0  # a worker that lived this long restarts without backoff
+WORKER_MALLOC = {
+    # glibc's per-thread malloc arenas let RSS creep up under threaded inference
+    "MALLOC_ARENA_MAX": "2",
+    # a fixed threshold: buffers of 4 MiB and more (inference scratch) are mapped and handed
+    # back on free, where glibc's sliding threshold leaves them in the heap to fragment it
+    "MALLOC_MMAP_THRESHOLD_": str(4 * 2**20),
+}
 
 
 @dataclass
@@ -50,8 +57,7 @@ class Worker:
 
     async def start(self) -> None:
         env = {
-            # glibc's per-thread malloc arenas let RSS creep up under threaded inference
-            "MALLOC_ARENA_MAX": "2",
+            **WORKER_MALLOC,
             **os.environ,
             f"STREAMSCRIBE_{self.name.upper()}__HTTP_PORT": str(self.port),
         }

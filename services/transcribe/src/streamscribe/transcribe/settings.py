@@ -36,7 +36,11 @@ class TranscribeSection(ServiceSection):
         None,
         description="Force a language; else the event's, else detected (English-only models: en).",
     )
-    vad_filter: bool = Field(False, description="Skip silence with Silero VAD before decoding.")
+    vad_filter: bool = Field(
+        False,
+        description="Skip silence with Silero VAD before decoding; chunks then go through "
+        "faster-whisper's own window seeking instead of one decode per window, which is slower.",
+    )
     max_chunk_seconds: int = Field(
         120,
         ge=1,

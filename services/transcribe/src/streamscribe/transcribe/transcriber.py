@@ -1,16 +1,41 @@
-"""The transcriber: one faster-whisper model per process, fed one short chunk at a time."""
+"""The transcriber: one faster-whisper model per process, fed one short chunk at a time.
+
+A chunk of up to 30 s is one Whisper window, decoded once. faster-whisper's `transcribe` decodes
+with timestamp tokens and, when the model stops before the audio ends (it does near the end of
+a window, marking the last sentence as cut off), runs the encoder again on the few seconds
+left: about half the chunks paid a second window that way. Here the window is decoded once
+without timestamp tokens, with the same temperature fallback and no-speech rule, and the
+segment times come from aligning the words to the same encoder output (the cross-attention
+alignment faster-whisper uses for word timestamps), cut into sentences at their punctuation.
+Longer chunks, `vad_filter`, and windows whose text comes out unpunctuated go through
+`transcribe`.
+"""
 
 from __future__ import annotations
 
+import inspect
 import os
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 from faster_whisper import WhisperModel
+from faster_whisper.audio import pad_or_trim
+from faster_whisper.tokenizer import Tokenizer
+from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens
 
 from streamscribe.common import models as common_models
 from streamscribe.common.events import Segment
 from streamscribe.transcribe.settings import TranscribeSection
+
+SAMPLE_RATE = 16_000
+WINDOW_SAMPLES = 30 * SAMPLE_RATE
+# Decoded Opus runs a few milliseconds past the chunk's end: codec padding, silence.
+WINDOW_SLACK_SAMPLES = SAMPLE_RATE // 10
+SENTENCE_ENDS = (".", "?", "!", "。")
+# A sentence running longer is cut, so that a search hit lands near its words.
+MAX_SEGMENT_SECONDS = 12.0
 
 
 @dataclass(frozen=True)
@@ -44,12 +69,48 @@ class Transcriber:
             cpu_threads=section.cpu_threads,
             local_files_only=not section.allow_download,
         )
+        self.multilingual = bool(self.model.model.is_multilingual)
 
     def transcribe(self, audio: np.ndarray, offset: float, language: str | None) -> Transcription:
         """Transcribe one chunk; segment times come back absolute in the media."""
         language = self.section.language or language
-        if not self.model.model.is_multilingual:
+        if not self.multilingual:
             language = "en"
+        if self.section.vad_filter or audio.size > WINDOW_SAMPLES + WINDOW_SLACK_SAMPLES:
+            return self._transcribe_windows(audio, offset, language)
+        return self._transcribe_window(audio[:WINDOW_SAMPLES], offset, language)
+
+    def _transcribe_window(
+        self, audio: np.ndarray, offset: float, language: str | None
+    ) -> Transcription:
+        model = self.model
+        features = model.feature_extractor(audio)
+        frames = min(features.shape[-1] - 1, model.feature_extractor.nb_max_frames)
+        encoded = model.encode(pad_or_trim(features[:, :frames]))
+        if language is None:
+            language = model.model.detect_language(encoded)[0][0][0][2:-2]  # "<|de|>" -> "de"
+        tokenizer = Tokenizer(
+            model.hf_tokenizer, self.multilingual, task="transcribe", language=language
+        )
+        options = self._options(tokenizer)
+        prompt = model.get_prompt(tokenizer, [], without_timestamps=True)
+        result, avg_logprob, _, _ = model.generate_with_fallback(
+            encoded, prompt, tokenizer, options
+        )
+        if _is_silence(result.no_speech_prob, avg_logprob, options):
+            return Transcription(language=language, segments=[])
+        tokens = [token for token in result.sequences_ids[0] if token < tokenizer.eot]
+        words = model.find_alignment(tokenizer, [tokens], encoded, frames)[0] if tokens else []
+        if not _has_sentences(words):
+            # unpunctuated output (whisper sometimes drops into that style): only timestamp
+            # tokens can say where its sentences start
+            return self._transcribe_windows(audio, offset, language)
+        return Transcription(language=language, segments=list(_sentences(words, offset)))
+
+    def _transcribe_windows(
+        self, audio: np.ndarray, offset: float, language: str | None
+    ) -> Transcription:
+        """faster-whisper's own seeking, for chunks longer than one window."""
         segments, info = self.model.transcribe(
             audio,
             language=language,
@@ -66,3 +127,63 @@ class Transcriber:
                 if s.text.strip()
             ],
         )
+
+    def _options(self, tokenizer: Tokenizer) -> TranscriptionOptions:
+        """faster-whisper's `transcribe` defaults, with this service's beam and best_of."""
+        return TranscriptionOptions(
+            **{
+                **_DEFAULTS,
+                "beam_size": self.section.beam_size,
+                "best_of": self.section.best_of,
+                "condition_on_previous_text": False,
+                "without_timestamps": True,
+                "multilingual": self.multilingual,
+                "suppress_tokens": get_suppressed_tokens(tokenizer, _DEFAULTS["suppress_tokens"]),
+            }
+        )
+
+
+def _transcribe_defaults() -> dict[str, Any]:
+    """faster-whisper's own `transcribe` defaults, so a window decodes as `transcribe` would."""
+    parameters = inspect.signature(WhisperModel.transcribe).parameters
+    names = {field.name for field in fields(TranscriptionOptions)}
+    defaults = {name: p.default for name, p in parameters.items() if name in names}
+    defaults["temperatures"] = list(parameters["temperature"].default)
+    return defaults
+
+
+_DEFAULTS = _transcribe_defaults()
+
+
+def _is_silence(no_speech_prob: float, avg_logprob: float, options: TranscriptionOptions) -> bool:
+    """faster-whisper's rule: likely no speech, unless the text came out confident anyway."""
+    return bool(
+        no_speech_prob > options.no_speech_threshold and avg_logprob <= options.log_prob_threshold
+    )
+
+
+def _has_sentences(words: list[dict[str, Any]]) -> bool:
+    """Punctuated, or too short to need more than one segment."""
+    short = not words or float(words[-1]["end"]) - float(words[0]["start"]) <= MAX_SEGMENT_SECONDS
+    return short or any(str(word["word"]).strip().endswith(SENTENCE_ENDS) for word in words)
+
+
+def _sentences(words: list[dict[str, Any]], offset: float) -> Iterator[Segment]:
+    """Aligned words grouped into sentences: the segments passages and search start from."""
+    sentence: list[dict[str, Any]] = []
+    for word in words:
+        if sentence and float(word["end"]) - float(sentence[0]["start"]) > MAX_SEGMENT_SECONDS:
+            yield from _segment(sentence, offset)
+            sentence = []
+        sentence.append(word)
+        if str(word["word"]).strip().endswith(SENTENCE_ENDS):
+            yield from _segment(sentence, offset)
+            sentence = []
+    yield from _segment(sentence, offset)
+
+
+def _segment(words: list[dict[str, Any]], offset: float) -> Iterator[Segment]:
+    text = "".join(str(word["word"]) for word in words).strip()
+    if text:
+        start, end = float(words[0]["start"]), float(words[-1]["end"])
+        yield Segment(start=offset + start, end=offset + end, text=text)
