@@ -70,6 +70,7 @@ class Transcriber:
             local_files_only=not section.allow_download,
         )
         self.multilingual = bool(self.model.model.is_multilingual)
+        self.options = self._options()
 
     def transcribe(self, audio: np.ndarray, offset: float, language: str | None) -> Transcription:
         """Transcribe one chunk; segment times come back absolute in the media."""
@@ -92,12 +93,11 @@ class Transcriber:
         tokenizer = Tokenizer(
             model.hf_tokenizer, self.multilingual, task="transcribe", language=language
         )
-        options = self._options(tokenizer)
         prompt = model.get_prompt(tokenizer, [], without_timestamps=True)
         result, avg_logprob, _, _ = model.generate_with_fallback(
-            encoded, prompt, tokenizer, options
+            encoded, prompt, tokenizer, self.options
         )
-        if _is_silence(result.no_speech_prob, avg_logprob, options):
+        if _is_silence(result.no_speech_prob, avg_logprob, self.options):
             return Transcription(language=language, segments=[])
         tokens = [token for token in result.sequences_ids[0] if token < tokenizer.eot]
         words = model.find_alignment(tokenizer, [tokens], encoded, frames)[0] if tokens else []
@@ -110,7 +110,8 @@ class Transcriber:
     def _transcribe_windows(
         self, audio: np.ndarray, offset: float, language: str | None
     ) -> Transcription:
-        """faster-whisper's own seeking, for chunks longer than one window."""
+        """faster-whisper's own seeking: for chunks longer than a window, with `vad_filter`, and
+        for windows whose text came out unpunctuated."""
         segments, info = self.model.transcribe(
             audio,
             language=language,
@@ -128,8 +129,12 @@ class Transcriber:
             ],
         )
 
-    def _options(self, tokenizer: Tokenizer) -> TranscriptionOptions:
-        """faster-whisper's `transcribe` defaults, with this service's beam and best_of."""
+    def _options(self) -> TranscriptionOptions:
+        """faster-whisper's `transcribe` defaults, with this service's beam and best_of; built
+        once: the suppressed tokens depend on the vocabulary, not on a chunk's language."""
+        tokenizer = Tokenizer(
+            self.model.hf_tokenizer, self.multilingual, task="transcribe", language="en"
+        )
         return TranscriptionOptions(
             **{
                 **_DEFAULTS,
