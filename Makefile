@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SOURCES := src libs/common/src services/ingest/src services/transcribe/src services/embed/src
 
-.PHONY: install up test lint bench docs clean
+.PHONY: install up test lint bench bench-index docs clean
 
 install: $(STAMP)
 
@@ -25,6 +25,12 @@ up: install
 test: install
 	$(VENV)/bin/pytest -q
 
+# the index contract suite against the real Pinecone service (index PINECONE_INDEX_NAME,
+# default streamscribe-contract, created when missing)
+test-pinecone: install
+	@test -n "$$PINECONE_API_KEY" || { echo "set PINECONE_API_KEY first"; exit 2; }
+	$(VENV)/bin/pytest -q tests/contract -k pinecone-live
+
 lint: install
 	$(VENV)/bin/ruff check $(SOURCES) tests bench
 	$(VENV)/bin/ruff format --check $(SOURCES) tests bench
@@ -33,6 +39,11 @@ lint: install
 # BENCH_ARGS=--long adds the 180-minute media; the report goes to docs/benchmarks.md
 bench: install
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+# the SQLite index at 200 000 passages (pre-filled once, kept in bench/out/index); appends or
+# replaces its own section of docs/benchmarks.md
+bench-index: install
+	$(PY) -m bench.index
 
 docs: install
 	$(PY) -m streamscribe.cli.settings_table README.md

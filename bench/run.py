@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import lancedb
+import apsw
 
 from bench.media import big_wav, speech_of_minutes
 from bench.peaks import run_measured
@@ -40,9 +40,16 @@ class Row:
 
 
 def _passages(stack: Stack, media_id: str, path: Path) -> Path:
-    table = lancedb.connect(str(stack.data / "index")).open_table("passages")
-    rows = table.search().where(f"media_id = '{media_id}'").limit(None).to_list()
-    path.write_text(json.dumps([row["text"] for row in rows]))
+    """The passage texts of a media, in order, read from the stack's SQLite database (read-only:
+    the workers still have it open, in WAL mode)."""
+    database = apsw.Connection(str(stack.data / "streamscribe.db"), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        rows = database.execute(
+            "SELECT text FROM passages WHERE media_id = ? ORDER BY seq, idx", (media_id,)
+        ).fetchall()
+    finally:
+        database.close()
+    path.write_text(json.dumps([str(row[0]) for row in rows]))
     return path
 
 
@@ -86,14 +93,34 @@ def measure_big_download(server: MediaServer) -> tuple[int, int]:
     media = big_wav(OUT)
     with Stack(OUT, STREAMSCRIBE_INGEST__MAX_DOWNLOAD_BYTES=str(4 * 10**9)) as stack:
         submitted = stack.cli("submit", server.url(media))
-        media_id = submitted.stdout.strip()
-        deadline = time.monotonic() + 3600
-        while time.monotonic() < deadline:
-            chunks = stack.status(media_id).get("chunks", {})
-            if chunks.get("total") and chunks["audio"] >= chunks["total"]:
-                break
-            time.sleep(2)
+        _until_ingest_published(stack, submitted.stdout.strip(), deadline=3600)
         return stack.peaks()["ingest"], media.stat().st_size
+
+
+INGEST_CHUNKS = 'streamscribe_chunks_total{stage="ingest"}'
+INGEST_IN_FLIGHT = 'streamscribe_messages_in_flight{stage="ingest"}'
+
+
+def _until_ingest_published(
+    stack: Stack, media_id: str, deadline: float, quiet: float = 10
+) -> None:
+    """Wait until ingest has published the media's chunks: its chunk counter has stopped growing
+    for `quiet` seconds and it holds no message (its in-flight gauge is 0). The ledger cannot
+    tell: it counts chunks stored by embed, not chunks published by ingest."""
+    give_up = time.monotonic() + deadline
+    last, since = -1.0, time.monotonic()
+    while time.monotonic() < give_up:
+        chunks = stack.metric("ingest", INGEST_CHUNKS)
+        if chunks != last:
+            last, since = chunks, time.monotonic()
+        settled = time.monotonic() - since >= quiet
+        if settled and chunks > 0 and stack.metric("ingest", INGEST_IN_FLIGHT) == 0:
+            return
+        status = stack.status(media_id)
+        if status.get("state") == "failed":
+            raise RuntimeError(f"{media_id} failed: {status.get('failure')}")
+        time.sleep(2)
+    raise RuntimeError(f"ingest did not finish publishing {media_id} in {deadline:.0f}s")
 
 
 def measure_soak(server: MediaServer, count: int = 200) -> tuple[int, int]:

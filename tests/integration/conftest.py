@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streamscribe.cli.broker import EmbeddedBroker
 from tests.conftest import require_tool
@@ -45,6 +46,30 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: flo
             return result
         time.sleep(every)
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def read_topic(kafka: str, topic: str) -> list[Any]:
+    """Every record of a topic, now."""
+    return asyncio.run(_read_async(kafka, topic))
+
+
+async def _read_async(kafka: str, topic: str) -> list[Any]:
+    """Every record of a topic, now."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.topics()
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning()
+        ends = await consumer.end_offsets(partitions)
+        records: list[Any] = []
+        for tp, end in ends.items():
+            while await consumer.position(tp) < end:
+                records += (await consumer.getmany(tp, timeout_ms=1000)).get(tp, [])
+        return records
+    finally:
+        await consumer.stop()
 
 
 @dataclass

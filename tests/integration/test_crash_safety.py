@@ -14,14 +14,14 @@ import urllib.request
 import uuid
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
+import apsw
 import jiwer
-import lancedb
 import psutil
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streamscribe.embed.lancedb_store import LanceDBStore
+from streamscribe.embed.store.ledger import Ledger
+from streamscribe.embed.store.sqlite import SQLiteVectors
 from tests.integration.conftest import (
     STREAMSCRIBE,
     MediaServer,
@@ -29,6 +29,9 @@ from tests.integration.conftest import (
     free_port,
     start_pipeline,
     wait_for,
+)
+from tests.integration.conftest import (
+    read_topic as _read,
 )
 from tests.integration.speech import SENTENCES, Speech, make_speech, words
 
@@ -61,31 +64,8 @@ def _ready(port: int) -> bool:
         return False
 
 
-def _read(kafka: str, topic: str) -> list[Any]:
-    return asyncio.run(_read_async(kafka, topic))
-
-
 def _committed(kafka: str, group: str, topic: str) -> int:
     return asyncio.run(_committed_async(kafka, group, topic))
-
-
-async def _read_async(kafka: str, topic: str) -> list[Any]:
-    """Every record of a topic, now."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        await consumer.topics()
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning()
-        ends = await consumer.end_offsets(partitions)
-        records: list[Any] = []
-        for tp, end in ends.items():
-            while await consumer.position(tp) < end:
-                records += (await consumer.getmany(tp, timeout_ms=1000)).get(tp, [])
-        return records
-    finally:
-        await consumer.stop()
 
 
 async def _committed_async(kafka: str, group: str, topic: str) -> int:
@@ -159,9 +139,16 @@ def _check_nothing_redelivered(kafka: str, env: dict[str, str], port: int) -> No
 
 
 def _store_ids(data_dir: Path) -> tuple[list[str], list[str]]:
-    db = lancedb.connect(str(data_dir / "index"))
-    passages = db.open_table("passages").to_arrow().column("id").to_pylist()
-    chunks = db.open_table("chunks").to_arrow().column("id").to_pylist()
+    """Every passage id in the vector tables and every chunk id in the ledger, sorted."""
+    connection = apsw.Connection(str(data_dir / "streamscribe.db"))
+    try:
+        passages = [row[0] for row in connection.execute("SELECT id FROM passages")]
+        chunks = [
+            f"{media_id}:{seq:06d}"
+            for media_id, seq in connection.execute("SELECT media_id, seq FROM chunks")
+        ]
+    finally:
+        connection.close()
     return sorted(passages), sorted(chunks)
 
 
@@ -211,17 +198,27 @@ def test_kill_9_of_random_workers_loses_and_doubles_nothing(
         for media_id in ids:
             status = pipeline.wait_state(media_id, {"indexed", "failed"}, timeout=900)
             assert status["state"] == "indexed", status
-        store = LanceDBStore(pipeline.data_dir / "index")
+        ledger = Ledger(pipeline.data_dir / "streamscribe.db")
+        vectors = SQLiteVectors(pipeline.data_dir / "streamscribe.db")
         passages, chunks = _store_ids(pipeline.data_dir)
         assert len(set(passages)) == len(passages)
+        counts = vectors.counts()  # two embed workers on one file: the three tables agree
+        assert counts["passages"] == counts["passages_fts"] == counts["passages_vec"]
+        assert counts["passages"] == len(passages)
+        indexed = Counter(
+            json.loads(r.value)["media_id"] for r in _read(kafka, pipeline.topic("media.indexed"))
+        )
         for media_id, speech in zip(ids, speeches, strict=True):
-            progress = store.progress(media_id)
-            assert progress.total is not None
-            assert progress.stored == progress.total
+            record = ledger.get(media_id)
+            assert record is not None
+            assert record.chunk_count is not None
+            assert record.chunks_stored == record.chunk_count
+            assert record.passages == len([p for p in passages if p.startswith(media_id)])
+            assert indexed[media_id] == 1  # one completion, one announcement
             assert [c for c in chunks if c.startswith(media_id)] == [
-                f"{media_id}:{seq:06d}" for seq in range(progress.total)
+                f"{media_id}:{seq:06d}" for seq in range(record.chunk_count)
             ]
-            heard = " ".join(segment.text for segment in store.segments(media_id))
+            heard = " ".join(segment.text for segment in ledger.segments(media_id))
             # every chunk's words, in order: a missing or misplaced chunk blows the error rate
             assert jiwer.wer(words(speech.text), words(heard)) <= 0.2
         wait_for(lambda: not list(pipeline.temp_root.glob("ingest/*")), 60, "temp dirs to go")

@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from streamscribe.common.errors import StreamscribeError
@@ -149,24 +150,41 @@ async def _submit(
     wait: bool,
     timeout: float,
 ) -> int:
-    from streamscribe.cli.progress import show_progress
+    from streamscribe.cli.progress import follow, show_progress
     from streamscribe.cli.submit import submit_file, submit_url
-    from streamscribe.cli.tracker import Tracker
+    from streamscribe.embed.settings import EmbedSettings
+    from streamscribe.embed.store import open_ledger
     from streamscribe.ingest.settings import IngestSettings
 
     assert isinstance(settings, IngestSettings)
     await ensure_topics(settings.kafka, settings.topics)
-    async with Tracker(settings) as tracker:
-        start = await tracker.end_offsets()
-        if path.is_file():
-            media_id, count = await submit_file(settings, path, media_id, language)
-            errors.print(f"published {count} chunks of {path}")
-        else:
-            media_id = await submit_url(settings, source, media_id, language)
-        print(media_id, flush=True)
-        if not wait:
-            return 0
-        return await show_progress(tracker.follow(media_id, start), timeout, errors)
+    if path.is_file():
+        media_id, count, run = await submit_file(settings, path, media_id, language)
+        errors.print(f"published {count} chunks of {path.name}")
+    else:
+        media_id, run = await submit_url(settings, source, media_id, language)
+    print(media_id, flush=True)
+    if not wait:
+        return 0
+    ledger = open_ledger(_settings(EmbedSettings))
+    try:
+        return await show_progress(follow(ledger, media_id, run), timeout, errors)
+    finally:
+        ledger.close()
+
+
+def _ledger_rows(media_id: str | None) -> list[dict[str, Any]]:
+    from streamscribe.embed.settings import EmbedSettings
+    from streamscribe.embed.store import open_ledger
+
+    ledger = open_ledger(_settings(EmbedSettings))
+    try:
+        if media_id is None:
+            return [record.as_dict() for record in ledger.recent()]
+        record = ledger.get(media_id)
+        return [record.as_dict()] if record else []
+    finally:
+        ledger.close()
 
 
 @app.command()
@@ -174,47 +192,53 @@ def status(
     media_id: Annotated[str | None, typer.Argument(help="One media; all when omitted.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Per-media state and chunk counts per stage, read from the topics."""
-    from streamscribe.cli.tracker import MediaState, Tracker
-
-    async def snapshot() -> dict[str, MediaState]:
-        async with Tracker(_settings(CommonSettings)) as tracker:
-            return await tracker.snapshot()
-
-    states = _run(snapshot())
-    rows = [s.as_dict() for s in states.values() if media_id in (None, s.media_id)]
+    """Per-media state and chunks stored, read from the ledger (the newest 1000 when no id)."""
+    try:
+        rows = _ledger_rows(media_id)
+    except StreamscribeError as exc:
+        raise _fail(str(exc)) from exc
     if media_id and not rows:
         raise _fail(f"no media {media_id}")
     if as_json:
         print(json.dumps(rows[0] if media_id else rows, indent=2))
         return
-    table = Table("media", "state", "chunks (audio/transcribed/total)", "source / reason")
+    table = Table("media", "state", "chunks (stored/total)", "source / reason")
     for row in rows:
         chunks = row["chunks"]
-        detail = (
-            row["failure"]["reason"] + ": " + row["failure"]["detail"] if row["failure"] else ""
-        )
+        failure = row["failure"]
+        detail = f"{failure['reason']}: {failure['detail']}" if failure else ""
         table.add_row(
             row["media_id"],
             row["state"],
-            f"{chunks['audio']}/{chunks['transcribed']}/{chunks['total'] or '?'}",
-            detail or (row["source_url"] or ""),
+            f"{chunks['stored']}/{chunks['total'] or '?'}",
+            escape(detail or (row["source_url"] or "")),
         )
     console.print(table)
+
+
+class Mode(StrEnum):
+    hybrid = "hybrid"
+    vector = "vector"
+    keyword = "keyword"
 
 
 @app.command()
 def search(
     query: str,
     k: Annotated[int, typer.Option("-k", min=1, max=100, help="How many passages.")] = 5,
+    mode: Annotated[
+        Mode | None,
+        typer.Option(help="hybrid (default: vector and keyword fused), vector or keyword."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Best passages for a query, with media id, source URL, start and end seconds, score."""
     from streamscribe.embed.search import search as search_index
     from streamscribe.embed.settings import EmbedSettings
 
+    settings = _settings(EmbedSettings)
     try:
-        hits = search_index(_settings(EmbedSettings), query, k)
+        hits = search_index(settings, query, k, mode.value if mode else settings.embed.search_mode)
     except StreamscribeError as exc:
         raise _fail(str(exc)) from exc
     if as_json:
@@ -227,7 +251,7 @@ def search(
             hit.media_id,
             f"{hit.start:.1f}",
             f"{hit.end:.1f}",
-            hit.text,
+            escape(hit.text),
             hit.source_url,
         )
     console.print(table)
@@ -238,19 +262,29 @@ def transcript(
     media_id: str,
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.txt,
 ) -> None:
-    """Print the transcript of one media (streamed, any length)."""
+    """Print the transcript of one indexed media (streamed, any length)."""
     from streamscribe.embed.settings import EmbedSettings
-    from streamscribe.embed.store import open_store
+    from streamscribe.embed.store import open_ledger
     from streamscribe.embed.transcript_format import render
 
-    store = open_store(_settings(EmbedSettings))
     try:
-        if media_id not in store.media_ids():
-            raise _fail(f"no transcript for {media_id}: is it indexed? (streamscribe status)")
-        for block in render(store.segments(media_id), fmt.value):
+        ledger = open_ledger(_settings(EmbedSettings))
+    except StreamscribeError as exc:
+        raise _fail(str(exc)) from exc
+    try:
+        record = ledger.get(media_id)
+        if record is None:
+            raise _fail(f"no media {media_id} (streamscribe status lists them)")
+        if record.state != "indexed":
+            total = record.chunk_count or "?"
+            raise _fail(
+                f"{media_id} is {record.state}, {record.chunks_stored}/{total} chunks stored: "
+                f"no whole transcript yet (see `streamscribe status {media_id}`)"
+            )
+        for block in render(ledger.segments(media_id), fmt.value):
             sys.stdout.write(block)
     finally:
-        store.close()
+        ledger.close()
 
 
 TopicArgument = Annotated[str, typer.Argument(help="Origin topic, e.g. media.requested.")]

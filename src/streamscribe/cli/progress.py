@@ -1,4 +1,4 @@
-"""`submit --wait`: a progress bar per stage until the media is indexed or failed."""
+"""`submit --wait`: follow one run of a media in the ledger until indexed or failed."""
 
 from __future__ import annotations
 
@@ -6,41 +6,48 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from streamscribe.cli.tracker import MediaState
+from streamscribe.embed.store import Ledger
+from streamscribe.embed.store.ledger import MediaRecord
+
+POLL_SECONDS = 0.5
 
 
-async def show_progress(states: AsyncIterator[MediaState], timeout: float, out: Console) -> int:
+async def follow(ledger: Ledger, media_id: str, run: str) -> AsyncIterator[MediaRecord]:
+    """The media's record each time it changes, once the ledger has this run or a newer one
+    (an older run's `indexed` is not this submission's)."""
+    seen: MediaRecord | None = None
+    while True:
+        record = await asyncio.to_thread(ledger.get, media_id)
+        if record is not None and record.run >= run and record != seen:
+            seen = record
+            yield record
+        await asyncio.sleep(POLL_SECONDS)
+
+
+async def show_progress(records: AsyncIterator[MediaRecord], timeout: float, out: Console) -> int:
     """0 once indexed, 1 once failed (the reason printed), 3 on timeout."""
     columns = (
-        TextColumn("{task.description:<11}"),
+        TextColumn("{task.description:<8}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=out, transient=False) as progress:
-        bars = {
-            stage: progress.add_task(stage, total=None)
-            for stage in ("ingest", "transcribe", "index")
-        }
+        bar = progress.add_task("indexed", total=None)
         try:
             async with asyncio.timeout(timeout):
-                async for state in states:
-                    total = state.chunk_count
-                    progress.update(bars["ingest"], completed=len(state.audio), total=total)
-                    progress.update(
-                        bars["transcribe"], completed=len(state.transcribed), total=total
-                    )
-                    if state.indexed:
-                        progress.update(bars["index"], completed=total, total=total)
-                        out.print(f"indexed {state.media_id}")
+                async for record in records:
+                    progress.update(bar, completed=record.chunks_stored, total=record.chunk_count)
+                    if record.state == "indexed":
+                        out.print(f"indexed {record.media_id}: {record.passages} passages")
                         return 0
-                    if state.failed and state.failure:
-                        f = state.failure
-                        out.print(
-                            f"[red]failed[/red] at {f['stage']}: {f['reason']}: {f['detail']}"
-                        )
+                    if record.state == "failed" and record.failure:
+                        f = record.failure
+                        reason = escape(f"{f['stage']}: {f['reason']}: {f['detail']}")
+                        out.print(f"[red]failed[/red] at {reason}", highlight=False)
                         return 1
         except TimeoutError:
             out.print(f"[yellow]still not indexed after {timeout:.0f}s[/yellow]")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
-from streamscribe.common.events import AudioChunk, MediaRequested, encode_event
+from streamscribe.common.events import AudioChunk, MediaRequested, encode_event, new_run
 from streamscribe.common.kafka import client_kwargs, producer_kwargs
 from streamscribe.ingest.handlers import chunk_limits, decode_limits
 from streamscribe.ingest.publisher import MediaRef, audio_key, publish_audio
@@ -35,8 +35,9 @@ async def producer(settings: IngestSettings) -> AsyncIterator[AIOKafkaProducer]:
 
 async def submit_url(
     settings: IngestSettings, url: str, media_id: str | None, language: str | None
-) -> str:
-    event = MediaRequested(url=url, media_id=media_id, language=language)
+) -> tuple[str, str]:
+    """Publish the request; return (media id, run)."""
+    event = MediaRequested(url=url, media_id=media_id, language=language, run=new_run())
     async with producer(settings) as client:
         await client.send_and_wait(
             settings.topics.requested,
@@ -44,7 +45,8 @@ async def submit_url(
             key=event.resolved_id.encode(),
             headers=HEADERS,
         )
-    return event.resolved_id
+    assert event.run is not None
+    return event.resolved_id, event.run
 
 
 def file_media_id(path: Path) -> str:
@@ -58,9 +60,9 @@ def file_media_id(path: Path) -> str:
 
 async def submit_file(
     settings: IngestSettings, path: Path, media_id: str | None, language: str | None
-) -> tuple[str, int]:
-    """Publish every chunk of a local file; return (media id, chunk count)."""
-    media = MediaRef(media_id or file_media_id(path), path.resolve().as_uri(), language)
+) -> tuple[str, int, str]:
+    """Publish every chunk of a local file; return (media id, chunk count, run)."""
+    media = MediaRef(media_id or file_media_id(path), path.resolve().as_uri(), language, new_run())
     async with producer(settings) as client:
 
         async def send(chunk: AudioChunk) -> None:
@@ -70,4 +72,5 @@ async def submit_file(
 
         limits = decode_limits(settings.ingest, chunk_limits(settings.ingest))
         count = await publish_audio(path, media, limits, send)
-    return media.media_id, count
+    assert media.run is not None
+    return media.media_id, count, media.run

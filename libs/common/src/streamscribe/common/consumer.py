@@ -21,14 +21,18 @@ def subscribe(
     group_id: str,
     handler: Handler,
     max_poll_interval_ms: int = 300_000,
+    retries: bool = True,
 ) -> None:
-    """Consume `topic` with `handler`, and `<topic>.retry` with the retry releaser."""
+    """Consume `topic` with `handler`, and `<topic>.retry` with the retry releaser (unless
+    `retries` is off: a topic's retries have one releaser, its owning stage's)."""
     options: dict[str, Any] = {
         "auto_offset_reset": "earliest",
         "ack_policy": AckPolicy.MANUAL,
         "max_poll_interval_ms": max_poll_interval_ms,
     }
     broker.subscriber(topic, group_id=group_id, **options)(handler)
+    if not retries:
+        return
 
     async def on_retry(message: KafkaMessage) -> None:
         await release_retry(broker, message)

@@ -24,10 +24,12 @@ from streamscribe.common.errors import InvalidEventError, MediaError, TransientE
 from streamscribe.common.events import (
     Event,
     MediaFailed,
+    MediaRequested,
     Reason,
     encode_event,
     media_id_for_url,
     parse_event,
+    record_run,
 )
 from streamscribe.common.memory import recycle_if_over, resolve_marks
 from streamscribe.common.settings import CommonSettings
@@ -39,6 +41,7 @@ NOT_BEFORE = "streamscribe-not-before"
 ERROR = "streamscribe-error"
 STAGE = "streamscribe-stage"
 ORIGIN = "streamscribe-origin-topic"
+RUN = "streamscribe-run"
 JSON_HEADERS = {"content-type": "application/json"}
 
 E = TypeVar("E", bound=Event)
@@ -79,7 +82,7 @@ class Delivery:
         started = time.monotonic()
         with metrics.IN_FLIGHT.labels(self.stage).track_inprogress():
             try:
-                event = parse_event(model, message.body)
+                event = with_run(parse_event(model, message.body), message)
             except InvalidEventError as exc:
                 await self._reject(message, exc)
             else:
@@ -96,18 +99,25 @@ class Delivery:
             await work(event)
         except MediaError as exc:
             media_id, url = _identity(event)
-            await self.fail(media_id, exc.reason, exc.detail, url)
+            await self.fail(media_id, exc.reason, exc.detail, url, getattr(event, "run", None))
         except Exception as exc:
             if not isinstance(exc, TransientError):
                 log.exception("%s: unexpected error", self.stage)
             await self._retry(message, exc)
 
-    async def fail(self, media_id: str, reason: Reason, detail: str, url: str | None) -> None:
-        """Publish the terminal `media.failed` of one media."""
+    async def fail(
+        self, media_id: str, reason: Reason, detail: str, url: str | None, run: str | None = None
+    ) -> None:
+        """Publish the terminal `media.failed` of one media (of one run of it, when known)."""
         log.warning("%s: media %s failed: %s: %s", self.stage, media_id, reason.value, detail)
         metrics.FAILURES.labels(self.stage, reason.value).inc()
         event = MediaFailed(
-            media_id=media_id, stage=self.stage, reason=reason, detail=detail, source_url=url
+            media_id=media_id,
+            stage=self.stage,
+            reason=reason,
+            detail=detail,
+            source_url=url,
+            run=run,
         )
         await publish_event(self.broker, self.settings.topics.failed, event, media_id.encode())
 
@@ -132,6 +142,7 @@ class Delivery:
         )
         metrics.RETRIES.labels(self.stage).inc()
         headers = _carry(message) | {
+            RUN: message_run(message),
             ATTEMPT: str(attempt + 1),
             NOT_BEFORE: f"{time.time() + delay:.3f}",
             ERROR: _describe(exc),
@@ -165,6 +176,20 @@ async def release_retry(broker: KafkaBroker, message: KafkaMessage) -> None:
         message.body, message.headers[ORIGIN], key=_record(message).key, headers=headers
     )
     await message.ack()
+
+
+def message_run(message: KafkaMessage) -> str:
+    """The run a request message stands for: the header a retry carries, else its record's place.
+    A retried request comes back as a new record; the header keeps its run the same."""
+    record = _record(message)
+    return message.headers.get(RUN) or record_run(record.timestamp, record.partition, record.offset)
+
+
+def with_run(event: E, message: KafkaMessage) -> E:
+    """A request that names no run gets its message's, so every consumer of it agrees."""
+    if isinstance(event, MediaRequested) and event.run is None:
+        return event.model_copy(update={"run": message_run(message)})
+    return event
 
 
 def _record(message: KafkaMessage) -> ConsumerRecord[bytes, bytes]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import secrets
+import time
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal, TypeVar
@@ -27,6 +29,23 @@ from streamscribe.common.errors import InvalidEventError
 
 MEDIA_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 MAX_EVENT_BYTES = 4 * 1024 * 1024
+RUN_PATTERN = r"^[0-9A-Za-z._:-]{1,64}$"
+RUN_DESCRIPTION = (
+    "Which submission of the media this belongs to: ids sort by submission time, so the ledger "
+    "keeps the newest run and ignores late events of an older one. Set by the producer of "
+    "`media.requested` (the CLI does) or, when absent, from the request's Kafka record."
+)
+
+
+def new_run() -> str:
+    """A run id that sorts by time: milliseconds since the epoch, then random bits."""
+    return f"{int(time.time() * 1000):013d}-{secrets.token_hex(4)}"
+
+
+def record_run(timestamp_ms: int, partition: int, offset: int) -> str:
+    """The run of a `media.requested` record that names none: every consumer of the same record
+    (ingest, the ledger) derives the same id, sorted by the record's timestamp."""
+    return f"{max(timestamp_ms, 0):013d}-p{partition}-o{offset}"
 
 
 def _now() -> datetime:
@@ -81,6 +100,7 @@ class MediaRequested(Event):
     url: str = Field(min_length=1, max_length=4096)
     media_id: str | None = Field(None, pattern=MEDIA_ID_PATTERN)
     language: str | None = Field(None, pattern=r"^[a-z]{2,3}$")
+    run: str | None = Field(None, pattern=RUN_PATTERN, description=RUN_DESCRIPTION)
 
     @property
     def resolved_id(self) -> str:
@@ -98,6 +118,7 @@ class AudioChunk(Event):
     chunk_count: int | None = Field(None, ge=1, description="Set on the final chunk.")
     source_url: str
     language: str | None = None
+    run: str | None = Field(None, pattern=RUN_PATTERN, description=RUN_DESCRIPTION)
     audio: AudioBytes
 
     @property
@@ -126,6 +147,7 @@ class Transcript(Event):
     chunk_count: int | None = Field(None, ge=1)
     source_url: str
     language: str
+    run: str | None = Field(None, pattern=RUN_PATTERN, description=RUN_DESCRIPTION)
     segments: list[Segment]
 
     @property
@@ -140,6 +162,7 @@ class MediaIndexed(Event):
     source_url: str
     chunk_count: int = Field(ge=1)
     passage_count: int = Field(ge=0)
+    run: str | None = Field(None, pattern=RUN_PATTERN, description=RUN_DESCRIPTION)
 
 
 class MediaFailed(Event):
@@ -150,6 +173,7 @@ class MediaFailed(Event):
     reason: Reason
     detail: str = Field("", max_length=2000)
     source_url: str | None = None
+    run: str | None = Field(None, pattern=RUN_PATTERN, description=RUN_DESCRIPTION)
 
     @field_validator("detail", mode="before")
     @classmethod

@@ -3,6 +3,7 @@ it embeds at once is what fits between the loaded model and the memory pause mar
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,7 +15,7 @@ from streamscribe.common.service import Readiness, build_app
 from streamscribe.embed.embedder import load_embedder
 from streamscribe.embed.handlers import Resources, register
 from streamscribe.embed.settings import EmbedSettings
-from streamscribe.embed.store import open_store
+from streamscribe.embed.store import open_index
 
 # Measured with all-MiniLM-L6-v2 on the torch backend, passages of 256 tokens (its longest):
 # peak RSS grows by 4-6 MiB per passage in a batch (one forward pass's activations). Rounded up.
@@ -37,11 +38,13 @@ def create_app(settings: EmbedSettings) -> AsgiFastStream:
             BYTES_PER_PASSAGE,
             settings.embed.batch_size,
         )
-        resources.store = open_store(settings)
+        resources.index = await asyncio.to_thread(
+            open_index, settings, resources.embedder.dimension
+        )
         await ensure_topics(settings.kafka, settings.topics)
         try:
             yield
         finally:
-            resources.store.close()
+            resources.index.close()
 
     return build_app(broker, lifespan, Readiness(), settings.memory)

@@ -24,6 +24,11 @@ class Passage:
     text: str
 
 
+def passage_id(chunk_id: str, index: int) -> str:
+    """The deterministic id of a chunk's `index`-th passage: a redelivery overwrites it."""
+    return f"{chunk_id}:{index:03d}"
+
+
 @dataclass(frozen=True)
 class _Piece:
     start: float
@@ -41,7 +46,7 @@ def passages_for(transcript: Transcript, min_words: int = 8, max_words: int = 60
     groups = _group(_clean(transcript.segments), min_words, max_words)
     return [
         Passage(
-            id=f"{transcript.chunk_id}:{index:03d}",
+            id=passage_id(transcript.chunk_id, index),
             media_id=transcript.media_id,
             seq=transcript.seq,
             index=index,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from streamscribe.common.settings import CommonSettings, ServiceSection
 
@@ -34,22 +34,80 @@ class EmbedSection(ServiceSection):
     )
     onnx_threads: int = Field(2, ge=1, le=64, description="onnxruntime intra-op threads.")
     batch_size: int = Field(32, ge=1, le=1024, description="Passages embedded per forward pass.")
-    store: Literal["lancedb"] = Field("lancedb", description="Vector store backend.")
-    store_path: Path | None = Field(
-        None, description="LanceDB directory; defaults to `<data_dir>/index`."
+    store: Literal["sqlite", "pinecone"] = Field(
+        "sqlite",
+        description="Where passages and their vectors go: `sqlite` (one file under the data dir, "
+        "sqlite-vec for vectors and FTS5 for keywords; settings under `SQLITE`) or `pinecone` "
+        "(settings under `PINECONE`). The media ledger is always the SQLite file.",
     )
-    store_cache_bytes: int = Field(
-        4 * 2**20,
-        ge=0,
-        description="Bytes each of LanceDB's index and metadata caches may hold. lancedb's own "
-        "defaults (6 GB and 1 GB) let the worker grow with every table version it writes; "
-        "more cache only speeds up searches over large indexes.",
+    search_mode: Literal["hybrid", "vector", "keyword"] = Field(
+        "hybrid",
+        description="Default of `search --mode`: vector and keyword (BM25) results fused by "
+        "reciprocal rank, or either alone. Keyword search needs the sqlite store.",
     )
+
+
+class SQLiteSection(BaseModel):
+    """The embedded database: the media ledger, chunk segments, and (store `sqlite`) passages."""
+
+    path: Path | None = Field(
+        None, description="The database file; defaults to `<data_dir>/streamscribe.db`."
+    )
+    busy_timeout_ms: int = Field(
+        30_000,
+        ge=100,
+        le=600_000,
+        description="How long a writer waits for another process's write transaction.",
+    )
+
+
+class PineconeSection(BaseModel):
+    """The production vector store (store `pinecone`), through the `pinecone` SDK."""
+
+    api_key: SecretStr | None = Field(None, description="Pinecone API key (never logged).")
+    index_host: str | None = Field(
+        None,
+        description="The index's data-plane URL (`https://….pinecone.io`, or "
+        "`http://127.0.0.1:PORT` for a local stand-in). Looked up from `index_name` when unset.",
+    )
+    index_name: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9-]{1,45}$",
+        description="Index to use (created serverless, cosine, the model's dimension, when "
+        "missing) when `index_host` is unset.",
+    )
+    control_host: str | None = Field(
+        None,
+        description="Control-plane URL for looking up and creating `index_name`; Pinecone's "
+        "public API when unset.",
+    )
+    cloud: Literal["aws", "gcp", "azure"] = Field("aws", description="Cloud of a new index.")
+    region: str = Field("us-east-1", description="Region of a new index.")
+    namespace: str = Field("", description="Namespace of every record ('' is the default one).")
+    batch_size: int = Field(
+        200, ge=1, le=1000, description="Records per upsert request (Pinecone allows 1 000)."
+    )
+    max_attempts: int = Field(
+        6, ge=1, le=20, description="Tries of one request on 429 and 5xx before giving up."
+    )
+    backoff_seconds: float = Field(
+        0.5, ge=0, le=60, description="First retry delay; doubles per try, with jitter."
+    )
+    timeout_seconds: float = Field(30.0, gt=0, le=600, description="Timeout of one request.")
+
+    @model_validator(mode="after")
+    def _reachable(self) -> PineconeSection:
+        if (self.index_host or self.index_name) and self.api_key is None:
+            raise ValueError("pinecone needs api_key with index_host or index_name")
+        return self
 
 
 class EmbedSettings(CommonSettings):
     embed: EmbedSection = Field(default_factory=EmbedSection)
 
+    sqlite: SQLiteSection = Field(default_factory=SQLiteSection)
+    pinecone: PineconeSection = Field(default_factory=PineconeSection)
+
     @property
-    def store_path(self) -> Path:
-        return self.embed.store_path or self.data_dir / "index"
+    def database_path(self) -> Path:
+        return self.sqlite.path or self.data_dir / "streamscribe.db"

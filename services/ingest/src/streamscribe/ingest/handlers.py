@@ -68,7 +68,7 @@ def register(broker: KafkaBroker, settings: IngestSettings, resources: Resources
         metrics.AUDIO_SECONDS.labels(STAGE).inc(chunk.end - chunk.start)
 
     async def ingest(request: MediaRequested) -> None:
-        media = MediaRef(request.resolved_id, request.url, request.language)
+        media = MediaRef(request.resolved_id, request.url, request.language, request.run)
         await asyncio.to_thread(check_url, request.url, policy)
         await resources.temp.wait_for_room(section.temp_quota_bytes)
         with resources.temp.job(media.media_id) as job_dir:

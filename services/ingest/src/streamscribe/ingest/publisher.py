@@ -20,6 +20,7 @@ class MediaRef:
     media_id: str
     source_url: str
     language: str | None = None
+    run: str | None = None
 
 
 async def publish_audio(path: Path, media: MediaRef, limits: DecodeLimits, send: Send) -> int:
@@ -47,6 +48,7 @@ def _event(chunk: Chunk, media: MediaRef, final: bool) -> AudioChunk:
         chunk_count=chunk.seq + 1 if final else None,
         source_url=media.source_url,
         language=media.language,
+        run=media.run,
         audio=chunk.audio,
     )
 

@@ -67,6 +67,7 @@ def register(broker: KafkaBroker, settings: TranscribeSettings, resources: Resou
             chunk_count=chunk.chunk_count,
             source_url=chunk.source_url,
             language=result.language,
+            run=chunk.run,
             segments=result.segments,
         )
         # keyed by media: one media's transcripts stay in one partition, in order

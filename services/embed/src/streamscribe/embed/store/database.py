@@ -1,0 +1,84 @@
+"""One SQLite database file shared by every embed process on a host and by the CLI.
+
+The binding is `apsw`, not the standard `sqlite3`: CPython builds (pyenv's among them) may be
+compiled without `enable_load_extension`, and sqlite-vec is a loadable extension. apsw ships
+SQLite's own amalgamation in its wheel (FTS5 included, extension loading on), so the same code
+works on any CPython; it also leaves transactions to us (no implicit BEGIN), which is what
+`BEGIN IMMEDIATE` write transactions need.
+
+WAL lets readers (the CLI, `status`) run while a writer commits; the busy timeout makes a second
+writer wait for the first instead of failing. Write transactions start with `BEGIN IMMEDIATE`,
+so two processes never both read and then both try to upgrade to a write lock (a deadlock that
+SQLite would break by failing one of them at once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, cast
+
+import apsw
+import sqlite_vec
+
+from streamscribe.common.errors import TransientError
+
+Row = tuple[Any, ...]
+
+
+def connect(path: Path, busy_timeout_ms: int, vectors: bool = False) -> apsw.Connection:
+    """Open (creating) the database in WAL mode; with `vectors`, load sqlite-vec."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        connection = apsw.Connection(str(path))
+        connection.set_busy_timeout(busy_timeout_ms)
+        if vectors:
+            connection.enable_load_extension(True)
+            connection.load_extension(sqlite_vec.loadable_path())
+            connection.enable_load_extension(False)
+        connection.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: a commit survives a process crash (kill -9), only a power cut may
+        # lose the last transactions; the work is redelivered from Kafka then anyway
+        connection.execute("PRAGMA synchronous=NORMAL")
+    except apsw.Error as exc:
+        raise TransientError(f"cannot open the database {path.name}: {exc}") from exc
+    return connection
+
+
+@contextmanager
+def write(connection: apsw.Connection) -> Iterator[apsw.Connection]:
+    """One write transaction, taken at once (`BEGIN IMMEDIATE`); rolled back on error."""
+    with failures("writing"):
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield connection
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+
+
+@contextmanager
+def read(connection: apsw.Connection) -> Iterator[apsw.Connection]:
+    """One consistent snapshot for several queries (a deferred transaction, never writing)."""
+    with failures("reading"):
+        connection.execute("BEGIN")
+        try:
+            yield connection
+        finally:
+            connection.execute("COMMIT")
+
+
+@contextmanager
+def failures(action: str) -> Iterator[None]:
+    """SQLite errors that may pass (busy past the timeout, I/O) as TransientError."""
+    try:
+        yield
+    except (apsw.BusyError, apsw.IOError, apsw.CantOpenError, apsw.FullError) as exc:
+        raise TransientError(f"database {action} failed: {exc}") from exc
+
+
+def rows(connection: apsw.Connection, sql: str, args: tuple[Any, ...] = ()) -> list[Row]:
+    """Every row of one query. Typed `Any` per column: the schema, not apsw, knows the types."""
+    return cast(list[Row], connection.execute(sql, args).fetchall())

@@ -1,0 +1,345 @@
+"""The media ledger: the durable record of every media, in the SQLite database.
+
+One row per media (its newest run, state, chunk count, chunks and passages stored, failure,
+times) and one row per stored chunk (its run, passage count and segments, for transcript export).
+The embed stage writes it: a request when `media.requested` is seen, each chunk once its passages
+are in the vector backend, a failure from `media.failed`. `status` and `transcript` read it, so
+their cost does not depend on how much the topics hold, and nothing is lost when the memory-only
+broker restarts.
+
+Why here, whatever the vector backend: completion is counted inside one SQLite write transaction,
+which gives read-your-writes and serialises two workers finishing the last two chunks. Pinecone is
+eventually consistent, so a count read back from it could announce a media early or twice.
+
+Runs: every submission of a media is a run with an id that sorts by time (`events.new_run`). A
+newer run resets the row; events of an older run are ignored, so a re-submit is never announced
+as indexed before the re-run's own last chunk is stored.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import apsw
+from pydantic import TypeAdapter
+
+from streamscribe.common.errors import TransientError
+from streamscribe.common.events import Segment, Transcript
+from streamscribe.embed.store import database
+
+PAGE_CHUNKS = 50
+"""Chunks read per query by `segments()`: bounds memory whatever the media's length."""
+ANNOUNCE_LEASE_SECONDS = 15.0
+"""A claim to announce `media.indexed` not confirmed within this time may be taken over (the
+claiming worker died between its claim and the broker's ack). Publishing takes milliseconds; a
+chunk redelivered after a crash comes back after the group's session timeout (10 s) at least."""
+NO_RUN = "0"
+"""The run of events that name none, when the media has no run yet (sorts before every id)."""
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS media (
+    media_id TEXT PRIMARY KEY,
+    run TEXT NOT NULL,
+    state TEXT NOT NULL,
+    source_url TEXT,
+    chunk_count INTEGER,
+    chunks_stored INTEGER NOT NULL DEFAULT 0,
+    passages INTEGER NOT NULL DEFAULT 0,
+    failed_stage TEXT,
+    failed_reason TEXT,
+    failed_detail TEXT,
+    requested_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    indexed_at REAL,
+    announce_claimed_at REAL,
+    announced_at REAL
+);
+CREATE INDEX IF NOT EXISTS media_by_update ON media (updated_at);
+CREATE TABLE IF NOT EXISTS chunks (
+    media_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    run TEXT NOT NULL,
+    passages INTEGER NOT NULL,
+    segments TEXT NOT NULL,
+    PRIMARY KEY (media_id, seq)
+) WITHOUT ROWID;
+"""
+
+_SEGMENTS = TypeAdapter(list[Segment])
+_COLUMNS = (
+    "media_id, run, state, source_url, chunk_count, chunks_stored, passages, failed_stage, "
+    "failed_reason, failed_detail, requested_at, updated_at, indexed_at, announce_claimed_at"
+)
+
+
+@dataclass(frozen=True)
+class MediaRecord:
+    """What the ledger knows of one media (its newest run)."""
+
+    media_id: str
+    run: str
+    state: str
+    """`requested`, `transcribing` (chunks are being stored), `indexed` or `failed`."""
+    source_url: str | None
+    chunk_count: int | None
+    chunks_stored: int
+    passages: int
+    failure: dict[str, str] | None
+    requested_at: float
+    updated_at: float
+    indexed_at: float | None
+
+    @property
+    def complete(self) -> bool:
+        return self.state == "indexed"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "media_id": self.media_id,
+            "state": self.state,
+            "run": self.run,
+            "source_url": self.source_url,
+            "chunks": {"total": self.chunk_count, "stored": self.chunks_stored},
+            "passages": self.passages,
+            "failure": self.failure,
+            "requested_at": _iso(self.requested_at),
+            "updated_at": _iso(self.updated_at),
+            "indexed_at": _iso(self.indexed_at),
+        }
+
+
+class AnnouncementInFlightError(TransientError):
+    """Another worker claimed announcing this completion moments ago and has not confirmed it:
+    wait `wait` seconds, then `reclaim` (announcing at least once, almost always exactly once)."""
+
+    def __init__(self, media_id: str, wait: float) -> None:
+        super().__init__(f"media.indexed of {media_id} is being announced by another worker")
+        self.media_id = media_id
+        self.wait = wait
+
+
+@dataclass(frozen=True)
+class Announcement:
+    """A completion this worker must announce with `media.indexed`, then confirm."""
+
+    media_id: str
+    run: str
+    source_url: str
+    chunk_count: int
+    passages: int
+
+
+class Ledger:
+    """The ledger on one SQLite file; safe to share between processes (WAL, BEGIN IMMEDIATE)."""
+
+    def __init__(self, path: Path, busy_timeout_ms: int = 30_000) -> None:
+        self.path = path
+        self._db = database.connect(path, busy_timeout_ms)
+        with database.write(self._db) as db:
+            db.execute(SCHEMA)
+
+    def request(self, media_id: str, run: str, source_url: str) -> None:
+        """A submission was seen: a newer run than the ledger's starts the media over."""
+        with database.write(self._db) as db:
+            row = _media(db, media_id)
+            if row is None or run > row.run:
+                _reset(db, media_id, run, "requested", source_url)
+
+    def admits(self, media_id: str, run: str | None) -> bool:
+        """False for an event of a run older than the media's newest: it must change nothing."""
+        with database.failures("reading"):
+            row = _media(self._db, media_id)
+        return row is None or run is None or run >= row.run
+
+    def passages_of(self, media_id: str, seq: int) -> int:
+        """How many passages the chunk had when last stored (0 if never)."""
+        with database.failures("reading"):
+            rows = database.rows(
+                self._db,
+                "SELECT passages FROM chunks WHERE media_id = ? AND seq = ?",
+                (media_id, seq),
+            )
+        return int(rows[0][0]) if rows else 0
+
+    def store_chunk(self, transcript: Transcript, passages: int) -> Announcement | None:
+        """Record a chunk whose passages are stored; returns the completion to announce, if
+        this call completed the media (or takes over an unconfirmed announcement)."""
+        now = time.time()
+        with database.write(self._db) as db:
+            row = _media(db, transcript.media_id)
+            run = transcript.run or (row.run if row else NO_RUN)
+            if row is None or run > row.run:
+                _reset(db, transcript.media_id, run, "transcribing", transcript.source_url)
+                row = _media(db, transcript.media_id)
+                assert row is not None
+            elif run < row.run:
+                return None
+            _put_chunk(db, transcript, run, passages, row)
+            if transcript.final and transcript.chunk_count:
+                db.execute(
+                    "UPDATE media SET chunk_count = ? WHERE media_id = ?",
+                    (transcript.chunk_count, transcript.media_id),
+                )
+            return _advance(db, transcript.media_id, now)
+
+    def reclaim(self, media_id: str) -> Announcement | None:
+        """After `AnnouncementInFlightError`: the announcement to make now; None if confirmed."""
+        with database.write(self._db) as db:
+            return _advance(db, media_id, time.time())
+
+    def announced(self, announcement: Announcement) -> None:
+        """`media.indexed` of this completion is acknowledged by the broker."""
+        with database.write(self._db) as db:
+            db.execute(
+                "UPDATE media SET announced_at = ? WHERE media_id = ? AND run = ?",
+                (time.time(), announcement.media_id, announcement.run),
+            )
+
+    def fail(
+        self,
+        media_id: str,
+        run: str | None,
+        failure: dict[str, str],
+        source_url: str | None,
+    ) -> None:
+        """A terminal failure of a run (of the newest run when `run` is None). An indexed run
+        stays indexed: a late failure of it (an invalid duplicate event) changes nothing."""
+        with database.write(self._db) as db:
+            row = _media(db, media_id)
+            run = run or (row.run if row else NO_RUN)
+            if row is None or run > row.run:
+                _reset(db, media_id, run, "failed", source_url)
+            elif run < row.run or row.state == "indexed":
+                return
+            db.execute(
+                "UPDATE media SET state = 'failed', failed_stage = ?, failed_reason = ?, "
+                "failed_detail = ?, updated_at = ? WHERE media_id = ?",
+                (failure["stage"], failure["reason"], failure["detail"], time.time(), media_id),
+            )
+
+    def get(self, media_id: str) -> MediaRecord | None:
+        with database.failures("reading"):
+            return _media(self._db, media_id)
+
+    def recent(self, limit: int = 1000) -> list[MediaRecord]:
+        """The media changed most recently, newest first."""
+        with database.failures("reading"):
+            rows = database.rows(
+                self._db, f"SELECT {_COLUMNS} FROM media ORDER BY updated_at DESC LIMIT ?", (limit,)
+            )
+        return [_record(row) for row in rows]
+
+    def segments(self, media_id: str) -> Iterator[Segment]:
+        """Every segment of the media's newest run in time order, a page of chunks at a time."""
+        record = self.get(media_id)
+        if record is None:
+            return
+        after = -1
+        while True:
+            with database.failures("reading"):
+                rows = database.rows(
+                    self._db,
+                    "SELECT seq, segments FROM chunks WHERE media_id = ? AND run = ? AND seq > ? "
+                    "ORDER BY seq LIMIT ?",
+                    (media_id, record.run, after, PAGE_CHUNKS),
+                )
+            if not rows:
+                return
+            for seq, segments in rows:
+                after = seq
+                yield from _SEGMENTS.validate_json(str(segments))
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _media(db: apsw.Connection, media_id: str) -> MediaRecord | None:
+    rows = database.rows(db, f"SELECT {_COLUMNS} FROM media WHERE media_id = ?", (media_id,))
+    return _record(rows[0]) if rows else None
+
+
+def _record(row: Any) -> MediaRecord:
+    (media_id, run, state, url, count, stored, passages, stage, reason, detail) = row[:10]
+    failure = {"stage": stage, "reason": reason, "detail": detail or ""} if reason else None
+    return MediaRecord(
+        media_id=media_id,
+        run=run,
+        state=state,
+        source_url=url,
+        chunk_count=count,
+        chunks_stored=stored,
+        passages=passages,
+        failure=failure,
+        requested_at=row[10],
+        updated_at=row[11],
+        indexed_at=row[12],
+    )
+
+
+def _reset(db: apsw.Connection, media_id: str, run: str, state: str, url: str | None) -> None:
+    """Start the media over as `run`: counts from zero, no failure, not indexed. Chunk rows of
+    the older run stay (a transcript stays readable) until the new run completes."""
+    now = time.time()
+    db.execute(
+        "INSERT OR REPLACE INTO media (media_id, run, state, source_url, requested_at, "
+        "updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+        (media_id, run, state, url, now, now),
+    )
+
+
+def _put_chunk(
+    db: apsw.Connection, transcript: Transcript, run: str, passages: int, row: MediaRecord
+) -> None:
+    """Write the chunk row; count it once per run, whatever the redeliveries."""
+    key = (transcript.media_id, transcript.seq)
+    previous = database.rows(
+        db, "SELECT run, passages FROM chunks WHERE media_id = ? AND seq = ?", key
+    )
+    counted = bool(previous) and previous[0][0] == run
+    added = passages - (previous[0][1] if counted else 0)
+    db.execute(
+        "INSERT OR REPLACE INTO chunks (media_id, seq, run, passages, segments) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (*key, run, passages, _SEGMENTS.dump_json(transcript.segments).decode()),
+    )
+    state = row.state if row.state in ("indexed", "failed") else "transcribing"
+    db.execute(
+        "UPDATE media SET chunks_stored = chunks_stored + ?, passages = passages + ?, "
+        "state = ?, updated_at = ?, source_url = coalesce(source_url, ?) WHERE media_id = ?",
+        (0 if counted else 1, added, state, time.time(), transcript.source_url, key[0]),
+    )
+
+
+def _advance(db: apsw.Connection, media_id: str, now: float) -> Announcement | None:
+    """Mark the media indexed when its last chunk is in, and claim announcing it; or take over
+    an announcement its claimer never confirmed (it died before the broker acked it)."""
+    row = database.rows(
+        db,
+        "SELECT state, chunk_count, chunks_stored, announce_claimed_at, announced_at, run, "
+        "source_url, passages FROM media WHERE media_id = ?",
+        (media_id,),
+    )[0]
+    state, count, stored, claimed, announced, run, url, passages = row
+    if state == "transcribing" and count is not None and stored >= count:
+        db.execute(
+            "UPDATE media SET state = 'indexed', indexed_at = ? WHERE media_id = ?",
+            (now, media_id),
+        )
+        # chunks an older, longer run left beyond this run's end
+        db.execute("DELETE FROM chunks WHERE media_id = ? AND run != ?", (media_id, run))
+    elif state != "indexed" or announced is not None:
+        return None
+    elif claimed is not None and now - claimed < ANNOUNCE_LEASE_SECONDS:
+        raise AnnouncementInFlightError(media_id, ANNOUNCE_LEASE_SECONDS - (now - claimed))
+    db.execute("UPDATE media SET announce_claimed_at = ? WHERE media_id = ?", (now, media_id))
+    return Announcement(media_id, str(run), str(url or ""), int(count), int(passages))
+
+
+def _iso(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))

@@ -1,0 +1,161 @@
+"""The media ledger on a real SQLite file: runs, completion once, failures, two processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from pathlib import Path
+
+import pytest
+
+from streamscribe.embed.store import ledger as ledger_module
+from streamscribe.embed.store.ledger import AnnouncementInFlightError, Ledger
+from tests.factories import transcript_chunk as chunk
+
+FAILURE = {"stage": "ingest", "reason": "not_found", "detail": "HTTP Error 404"}
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Ledger:
+    return Ledger(tmp_path / "ledger.db")
+
+
+def test_completion_is_announced_once_whatever_the_order_and_redeliveries(ledger: Ledger) -> None:
+    announcements = []
+    for seq in (2, 0, 0, 1):  # the final chunk first, one chunk twice
+        announcements.append(ledger.store_chunk(chunk(seq, 3), passages=2))
+    assert announcements[:3] == [None, None, None]
+    done = announcements[3]
+    assert done is not None
+    assert (done.media_id, done.chunk_count, done.passages) == ("m1", 3, 6)
+    ledger.announced(done)
+    assert ledger.store_chunk(chunk(1, 3), passages=2) is None  # a redelivery after the fact
+    record = ledger.get("m1")
+    assert record is not None
+    assert (record.state, record.chunks_stored, record.passages) == ("indexed", 3, 6)
+
+
+def test_an_unconfirmed_claim_is_taken_over_after_its_lease(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger.store_chunk(chunk(0, 2), passages=1)
+    assert ledger.store_chunk(chunk(1, 2), passages=1) is not None  # claimed, never confirmed
+    with pytest.raises(AnnouncementInFlightError) as pending:
+        ledger.store_chunk(chunk(1, 2), passages=1)  # redelivered while the claim is fresh
+    assert 0 < pending.value.wait <= ledger_module.ANNOUNCE_LEASE_SECONDS
+    monkeypatch.setattr(ledger_module, "ANNOUNCE_LEASE_SECONDS", 0.0)
+    again = ledger.reclaim("m1")
+    assert again is not None  # the first claimer died: announce (at least once)
+    ledger.announced(again)
+    assert ledger.reclaim("m1") is None
+
+
+def test_a_newer_run_starts_over_and_an_older_one_changes_nothing(ledger: Ledger) -> None:
+    first, second = "1000000000000-a", "1000000000500-b"
+    for seq in range(3):
+        ledger.store_chunk(chunk(seq, 3, first), passages=1)
+    ledger.request("m1", second, "https://example.org/a.mp3")
+    record = ledger.get("m1")
+    assert record is not None
+    assert (record.state, record.run, record.chunks_stored) == ("requested", second, 0)
+    assert not ledger.admits("m1", first)
+    assert ledger.store_chunk(chunk(2, 3, first), passages=1) is None  # late, old run
+    assert ledger.store_chunk(chunk(0, 2, second), passages=4) is None
+    done = ledger.store_chunk(chunk(1, 2, second), passages=4)
+    assert done is not None
+    assert (done.run, done.chunk_count, done.passages) == (second, 2, 8)
+    # the old run's third chunk is gone from the transcript of the new run
+    assert [s.text for s in ledger.segments("m1")] == ["chunk 0", "chunk 1"]
+
+
+def test_an_older_request_seen_late_is_ignored(ledger: Ledger) -> None:
+    ledger.request("m1", "1000000000500-b", "u")
+    ledger.request("m1", "1000000000000-a", "u")
+    record = ledger.get("m1")
+    assert record is not None
+    assert record.run == "1000000000500-b"
+
+
+def test_a_failure_ends_its_run_but_not_a_newer_one(ledger: Ledger) -> None:
+    ledger.request("m1", "1000000000000-a", "u")
+    ledger.fail("m1", "1000000000000-a", FAILURE, "u")
+    record = ledger.get("m1")
+    assert record is not None
+    assert (record.state, record.failure) == ("failed", FAILURE)
+    ledger.request("m1", "1000000000500-b", "u")
+    ledger.fail("m1", "1000000000000-a", FAILURE, "u")  # a late failure of the old run
+    record = ledger.get("m1")
+    assert record is not None
+    assert (record.state, record.failure) == ("requested", None)
+
+
+def test_a_failure_of_an_unknown_media_is_recorded(ledger: Ledger) -> None:
+    ledger.fail("nobody-asked", None, FAILURE, None)
+    record = ledger.get("nobody-asked")
+    assert record is not None
+    assert record.state == "failed"
+    assert record.as_dict()["failure"]["reason"] == "not_found"
+
+
+def test_an_indexed_run_stays_indexed_after_a_late_failure_of_it(ledger: Ledger) -> None:
+    ledger.store_chunk(chunk(0, 1), passages=1)
+    ledger.fail("m1", None, FAILURE, None)
+    record = ledger.get("m1")
+    assert record is not None
+    assert record.state == "indexed"
+
+
+def test_events_without_a_run_belong_to_the_current_one(ledger: Ledger) -> None:
+    ledger.request("m1", "1000000000000-a", "u")
+    assert ledger.store_chunk(chunk(0, 1, run=None), passages=1) is not None
+    record = ledger.get("m1")
+    assert record is not None
+    assert (record.run, record.state) == ("1000000000000-a", "indexed")
+
+
+def test_segments_stream_in_time_order_across_pages(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ledger_module, "PAGE_CHUNKS", 3)
+    for seq in reversed(range(10)):
+        ledger.store_chunk(chunk(seq, 10), passages=1)
+    assert [s.text for s in ledger.segments("m1")] == [f"chunk {i}" for i in range(10)]
+
+
+def test_recent_lists_newest_first(ledger: Ledger) -> None:
+    for name in ("a", "b", "c"):
+        ledger.request(name, "1000000000000-a", "u")
+        time.sleep(0.01)
+    assert [r.media_id for r in ledger.recent(limit=2)] == ["c", "b"]
+
+
+def _store_all(path: str, media: int, chunks: int, results: multiprocessing.Queue[int]) -> None:
+    ledger = Ledger(Path(path), busy_timeout_ms=60_000)
+    announced = 0
+    for m in range(media):
+        for seq in range(chunks):
+            try:
+                done = ledger.store_chunk(chunk(seq, chunks, media_id=f"m{m}"), passages=1)
+            except AnnouncementInFlightError:
+                continue  # the other process completed this media a moment ago
+            if done is not None:
+                announced += 1
+                ledger.announced(done)
+    results.put(announced)
+
+
+def test_two_processes_storing_the_same_chunks_complete_each_media_once(tmp_path: Path) -> None:
+    path = str(tmp_path / "shared.db")
+    Ledger(Path(path)).close()
+    context = multiprocessing.get_context("spawn")
+    results: multiprocessing.Queue[int] = context.Queue()
+    workers = [context.Process(target=_store_all, args=(path, 20, 10, results)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    counts = [results.get(timeout=120) for _ in workers]
+    for worker in workers:
+        worker.join(30)
+    assert sum(counts) == 20  # each media announced by exactly one of the two
+    ledger = Ledger(Path(path))
+    records = [ledger.get(f"m{m}") for m in range(20)]
+    assert all(r is not None and (r.state, r.chunks_stored) == ("indexed", 10) for r in records)
