@@ -167,8 +167,11 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     asyncio.run(broker.stop())
 
 
-def start_pipeline(kafka: str, data_dir: Path, replicas: int = 1, **extra: str) -> Pipeline:
-    """`streamscribe up` against `kafka` with its own topic prefix, data dir and ports."""
+def start_pipeline(
+    kafka: str, data_dir: Path, replicas: int = 1, *flags: str, **extra: str
+) -> Pipeline:
+    """`streamscribe up` against `kafka` with its own topic prefix, data dir and ports. With
+    `kafka` a free loopback port, `up` starts its own embedded broker there."""
     data_dir.mkdir(parents=True, exist_ok=True)
     prefix = f"it-{uuid.uuid4().hex[:8]}."
     ports = service_ports(replicas)
@@ -189,9 +192,14 @@ def start_pipeline(kafka: str, data_dir: Path, replicas: int = 1, **extra: str) 
         **{f"STREAMSCRIBE_{name}__HTTP_PORT": str(port) for name, port in ports.items()},
         **extra,
     }
-    with (data_dir / "up.log").open("w") as log:  # the child keeps its own descriptor
+    return launch_up(env, data_dir, ["--replicas", str(replicas), *flags])
+
+
+def launch_up(env: dict[str, str], data_dir: Path, args: list[str]) -> Pipeline:
+    """Run `up` with `env` and wait until it says ready (again, for a restart)."""
+    with (data_dir / "up.log").open("a") as log:  # the child keeps its own descriptor
         process = subprocess.Popen(
-            [STREAMSCRIBE, "up", "--replicas", str(replicas)],
+            [STREAMSCRIBE, "up", *args],
             env=env, stdout=subprocess.PIPE, stderr=log, text=True,
         )  # fmt: skip
     lines: list[str] = []
@@ -209,6 +217,7 @@ def start_pipeline(kafka: str, data_dir: Path, replicas: int = 1, **extra: str) 
     if not any("streamscribe ready" in line for line in lines):
         process.kill()
         pytest.fail(f"pipeline not ready: {''.join(lines)}\n{(data_dir / 'up.log').read_text()}")
+    prefix, kafka = env["STREAMSCRIBE_TOPICS__PREFIX"], env["STREAMSCRIBE_KAFKA__BOOTSTRAP_SERVERS"]
     return Pipeline(env, data_dir, data_dir / "tmp", prefix, kafka, process)
 
 

@@ -48,7 +48,7 @@ def topic_names(settings: CommonSettings, topic: str) -> tuple[str, str]:
     return origin, dead_letter_topic(origin)
 
 
-def _consumer(settings: CommonSettings, topic: str, group: str | None) -> AIOKafkaConsumer:
+def dlq_consumer(settings: CommonSettings, topic: str, group: str | None) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
         topic,
         **client_kwargs(settings.kafka),
@@ -59,7 +59,7 @@ def _consumer(settings: CommonSettings, topic: str, group: str | None) -> AIOKaf
     )
 
 
-async def _drain(consumer: AIOKafkaConsumer) -> list[Any]:
+async def drain(consumer: AIOKafkaConsumer) -> list[Any]:
     """Every record from the consumer's position to the end offsets as of now."""
     async with asyncio.timeout(60):
         while not consumer.assignment():  # the coordinator assigns in the background
@@ -73,17 +73,17 @@ async def _drain(consumer: AIOKafkaConsumer) -> list[Any]:
     return records
 
 
-def _letter(record: Any) -> DeadLetter:
+def letter_of(record: Any) -> DeadLetter:
     headers = {k: v.decode(errors="replace") for k, v in record.headers or ()}
     return DeadLetter(record.offset, record.partition, record.key, headers, record.value or b"")
 
 
 async def list_dead_letters(settings: CommonSettings, topic: str) -> list[DeadLetter]:
     _, dlq = topic_names(settings, topic)
-    consumer = _consumer(settings, dlq, None)
+    consumer = dlq_consumer(settings, dlq, None)
     await consumer.start()
     try:
-        return [_letter(record) for record in await _drain(consumer)]
+        return [letter_of(record) for record in await drain(consumer)]
     finally:
         await consumer.stop()
 
@@ -91,14 +91,14 @@ async def list_dead_letters(settings: CommonSettings, topic: str) -> list[DeadLe
 async def replay_dead_letters(settings: CommonSettings, topic: str) -> int:
     """Re-publish every dead letter not replayed before; return how many."""
     origin, dlq = topic_names(settings, topic)
-    consumer = _consumer(settings, dlq, REPLAY_GROUP)
+    consumer = dlq_consumer(settings, dlq, REPLAY_GROUP)
     producer = AIOKafkaProducer(**client_kwargs(settings.kafka), **producer_kwargs(settings.kafka))
     await consumer.start()
     await producer.start()
     try:
-        records = await _drain(consumer)
+        records = await drain(consumer)
         for record in records:
-            letter = _letter(record)
+            letter = letter_of(record)
             headers = [(k, v.encode()) for k, v in letter.headers.items()
                        if k not in DROPPED_ON_REPLAY]  # fmt: skip
             target = letter.headers.get(ORIGIN, origin)

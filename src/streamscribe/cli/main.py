@@ -36,6 +36,7 @@ class Service(StrEnum):
     ingest = "ingest"
     transcribe = "transcribe"
     embed = "embed"
+    all = "all"  # every stage in one process, for one small box
 
 
 class Format(StrEnum):
@@ -79,6 +80,13 @@ def up(
     replicas: Annotated[
         int, typer.Option(min=1, max=16, help="Workers per service (ports count up).")
     ] = 1,
+    single_process: Annotated[
+        bool,
+        typer.Option(
+            "--single-process",
+            help="All three stages in one process (one port: ingest's), for a small host.",
+        ),
+    ] = False,
 ) -> None:
     """Start the pipeline: embedded broker if needed, topics, and the three services."""
     from streamscribe.cli.supervisor import Supervisor
@@ -86,13 +94,16 @@ def up(
     from streamscribe.ingest.settings import IngestSettings
     from streamscribe.transcribe.settings import TranscribeSettings
 
+    index = _settings(EmbedSettings)
     sections = {
         "ingest": _settings(IngestSettings).ingest,
         "transcribe": _settings(TranscribeSettings).transcribe,
-        "embed": _settings(EmbedSettings).embed,
+        "embed": index.embed,
     }
+    if single_process:
+        sections = {"all": sections["ingest"]}
     supervisor = Supervisor(
-        _settings(CommonSettings), sections, lambda line: print(line, flush=True), replicas
+        _settings(CommonSettings), sections, lambda line: print(line, flush=True), replicas, index
     )
     raise typer.Exit(asyncio.run(supervisor.run(ready_timeout)))
 
@@ -114,12 +125,26 @@ def worker(service: Service) -> None:
 
         transcribe = _settings(TranscribeSettings)
         run(transcribe_app(transcribe), transcribe.transcribe, transcribe.log_level)
-    else:
+    elif service is Service.embed:
         from streamscribe.embed.app import create_app as embed_app
         from streamscribe.embed.settings import EmbedSettings
 
         embed = _settings(EmbedSettings)
         run(embed_app(embed), embed.embed, embed.log_level)
+    else:
+        _run_all()
+
+
+def _run_all() -> None:
+    from streamscribe.cli.onebox import create_app as onebox_app
+    from streamscribe.common.service import run
+    from streamscribe.embed.settings import EmbedSettings
+    from streamscribe.ingest.settings import IngestSettings
+    from streamscribe.transcribe.settings import TranscribeSettings
+
+    ingest = _settings(IngestSettings)
+    onebox = onebox_app(ingest, _settings(TranscribeSettings), _settings(EmbedSettings))
+    run(onebox, ingest.ingest, ingest.log_level)
 
 
 @app.command()
@@ -153,7 +178,7 @@ async def _submit(
     from streamscribe.cli.progress import follow, show_progress
     from streamscribe.cli.submit import submit_file, submit_url
     from streamscribe.embed.settings import EmbedSettings
-    from streamscribe.embed.store import open_ledger
+    from streamscribe.embed.store.ledger import open_ledger
     from streamscribe.ingest.settings import IngestSettings
 
     assert isinstance(settings, IngestSettings)
@@ -175,7 +200,7 @@ async def _submit(
 
 def _ledger_rows(media_id: str | None) -> list[dict[str, Any]]:
     from streamscribe.embed.settings import EmbedSettings
-    from streamscribe.embed.store import open_ledger
+    from streamscribe.embed.store.ledger import open_ledger
 
     ledger = open_ledger(_settings(EmbedSettings))
     try:
@@ -264,7 +289,7 @@ def transcript(
 ) -> None:
     """Print the transcript of one indexed media (streamed, any length)."""
     from streamscribe.embed.settings import EmbedSettings
-    from streamscribe.embed.store import open_ledger
+    from streamscribe.embed.store.ledger import open_ledger
     from streamscribe.embed.transcript_format import render
 
     try:

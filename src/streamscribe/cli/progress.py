@@ -9,8 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from streamscribe.embed.store import Ledger
-from streamscribe.embed.store.ledger import MediaRecord
+from streamscribe.embed.store.ledger import Ledger, MediaRecord
 
 POLL_SECONDS = 0.5
 

@@ -1,5 +1,7 @@
-"""`streamscribe up`: the embedded broker if needed, topics, and one process per service;
-restarts a worker that dies, stops everything it started on SIGINT/SIGTERM."""
+"""`streamscribe up`: the embedded broker if needed, topics, and one process per service (or one
+for all, `--single-process`); restarts a worker that dies, stops everything it started on
+SIGINT/SIGTERM. On the embedded broker it also resumes unfinished media at start and recycles
+the broker when it has grown and the pipeline is idle (`resume.py`, `recycle.py`)."""
 
 from __future__ import annotations
 
@@ -10,18 +12,26 @@ import signal
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+from faststream.kafka import KafkaBroker
+
 from streamscribe.cli.broker import EmbeddedBroker, is_listening, loopback_address
-from streamscribe.common.errors import ConfigError
-from streamscribe.common.kafka import ensure_topics
+from streamscribe.cli.recycle import broker_rss, busy, keep_dead_letters, restore_dead_letters
+from streamscribe.cli.resume import resume_unfinished
+from streamscribe.common.errors import ConfigError, StreamscribeError
+from streamscribe.common.kafka import ensure_topics, make_broker
 from streamscribe.common.settings import CommonSettings, ServiceSection
+from streamscribe.embed.settings import EmbedSettings
+from streamscribe.embed.store.ledger import open_ledger
 
 STOP_MARGIN_SECONDS = 10.0  # beyond the workers' own grace, before they are killed
 RESTART_BACKOFF_MAX = 30.0
 
 
+SECTION_OF = {"all": "ingest"}
 STABLE_SECONDS = 60.0  # a worker that lived this long restarts without backoff
 WORKER_MALLOC = {
     # glibc's per-thread malloc arenas let RSS creep up under threaded inference
@@ -34,7 +44,7 @@ WORKER_MALLOC = {
 
 @dataclass
 class Worker:
-    """One worker process of a service; replicas differ by HTTP port."""
+    """One worker process of a service (`all`: every stage in one); replicas differ by port."""
 
     name: str
     section: ServiceSection
@@ -59,7 +69,10 @@ class Worker:
         env = {
             **WORKER_MALLOC,
             **os.environ,
-            f"STREAMSCRIBE_{self.name.upper()}__HTTP_PORT": str(self.port),
+            # the one-process worker serves on ingest's port
+            f"STREAMSCRIBE_{SECTION_OF.get(self.name, self.name).upper()}__HTTP_PORT": str(
+                self.port
+            ),
         }
         self.started_at = time.monotonic()
         self.process = await asyncio.create_subprocess_exec(
@@ -99,8 +112,12 @@ class Supervisor:
         sections: dict[str, ServiceSection],
         echo: Callable[[str], None],
         replicas: int = 1,
+        index: EmbedSettings | None = None,
     ) -> None:
         self.settings = settings
+        self.index = index or EmbedSettings()
+        self.ready_timeout = 600.0
+        self.last_busy = time.monotonic()
         self.workers = [
             Worker(name, section, replica)
             for name, section in sections.items()
@@ -111,12 +128,15 @@ class Supervisor:
         self.stopping = asyncio.Event()
 
     async def run(self, ready_timeout: float) -> int:
+        self.ready_timeout = ready_timeout
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stopping.set)
         try:
             await self._start_broker()
             await ensure_topics(self.settings.kafka, self.settings.topics)
+            if self.broker:  # a fresh, empty broker: the ledger says what was in progress
+                await self._resume()
             for worker in self.workers:
                 await worker.start()
             await self._await_ready(ready_timeout)
@@ -157,9 +177,75 @@ class Supervisor:
                 raise ConfigError(f"not ready after {timeout:.0f}s: {names}")
             await asyncio.sleep(0.5)
 
+    @asynccontextmanager
+    async def _publisher(self) -> AsyncIterator[KafkaBroker]:
+        broker = make_broker(self.settings.kafka, "up", self.settings.shutdown_grace_seconds)
+        await broker.connect()
+        try:
+            yield broker
+        finally:
+            await broker.stop()
+
+    async def _resume(self) -> None:
+        ledger = await asyncio.to_thread(open_ledger, self.index)
+        try:
+            async with self._publisher() as broker:
+                count = await resume_unfinished(broker, self.settings, ledger)
+        finally:
+            ledger.close()
+        if count:
+            self.echo(f"resumed {count} unfinished media from the ledger")
+
+    async def _maybe_recycle(self) -> None:
+        """Restart the embedded broker empty once it has grown and the pipeline is idle."""
+        if self.broker is None or self.broker.process is None:
+            return
+        size = await asyncio.to_thread(broker_rss, self.broker.process.pid)
+        embedded = self.settings.embedded
+        if size < embedded.recycle_rss_bytes or not await self._idle():
+            return
+        self.echo(f"broker: recycling the embedded broker ({size / 2**20:.0f} MiB, idle)")
+        kept = await keep_dead_letters(self.settings)
+        await asyncio.gather(*(w.stop(self.settings.shutdown_grace_seconds) for w in self.workers))
+        await self.broker.stop()
+        await self.broker.start()
+        await ensure_topics(self.settings.kafka, self.settings.topics)
+        async with self._publisher() as broker:
+            await restore_dead_letters(broker, kept)
+        await self._resume()
+        for worker in self.workers:
+            await worker.start()
+        await self._await_ready(self.ready_timeout)
+        self.echo("broker: recycled; streamscribe ready")
+
+    async def _idle(self) -> bool:
+        """Nothing in hand or waiting in any worker, and no unfinished media changed lately,
+        for `idle_seconds`: recycling then costs nothing but a worker restart."""
+        embedded = self.settings.embedded
+        try:
+            for worker in self.workers:
+                if await asyncio.to_thread(busy, f"{worker.base_url}/metrics"):
+                    self.last_busy = time.monotonic()
+            ledger = await asyncio.to_thread(open_ledger, self.index)
+            try:
+                unfinished = await asyncio.to_thread(ledger.unfinished)
+            finally:
+                ledger.close()
+        except (OSError, StreamscribeError):
+            return False  # a worker restarting, the database busy: not now
+        recent = time.time() - embedded.idle_seconds
+        if any(record.updated_at > recent for record in unfinished):
+            self.last_busy = time.monotonic()
+        return time.monotonic() - self.last_busy >= embedded.idle_seconds
+
     async def _watch(self) -> None:
-        """Restart a worker that exits, with backoff, until asked to stop."""
+        """Restart a worker that exits, with backoff, until asked to stop; keep the embedded
+        broker bounded."""
+        next_check = time.monotonic() + self.settings.embedded.check_seconds
         while not self.stopping.is_set():
+            if time.monotonic() >= next_check:
+                await self._maybe_recycle()
+                next_check = time.monotonic() + self.settings.embedded.check_seconds
             for worker in self.workers:
                 if worker.process and worker.process.returncode is not None:
                     delay = worker.restart_delay()

@@ -83,6 +83,7 @@ class Reason(StrEnum):
     INVALID_EVENT = "invalid_event"
     TRANSCRIBE_ERROR = "transcribe_error"
     INDEX_ERROR = "index_error"
+    INTERRUPTED = "interrupted"
 
 
 class Event(BaseModel):

@@ -22,6 +22,10 @@ from streamscribe.common.memory import MemoryGuard, resolve_marks
 from streamscribe.common.settings import MemorySettings, ServiceSection
 
 
+Lifespan = Callable[[], AbstractAsyncContextManager[None]]
+"""Opens a service's resources before its consumers start; closes them after they stop."""
+
+
 class Readiness:
     """Flipped by the app once its model is loaded and its broker started."""
 
@@ -45,7 +49,7 @@ def _readyz(readiness: Readiness) -> Any:
 
 def build_app(
     broker: KafkaBroker,
-    lifespan: Callable[[], AbstractAsyncContextManager[None]],
+    lifespan: Lifespan,
     readiness: Readiness,
     memory: MemorySettings,
 ) -> AsgiFastStream:

@@ -137,6 +137,26 @@ class MemorySettings(BaseModel):
         return self
 
 
+class EmbeddedBrokerSettings(BaseModel):
+    """The embedded Tansu broker `up` starts: memory-only, so `up` keeps it bounded by recycling
+    it (a restart with empty topics) when the pipeline is idle and the broker has grown."""
+
+    recycle_rss_bytes: int = Field(
+        160 * 2**20,
+        ge=32 * 2**20,
+        description="Recycle the broker once its RSS passes this and the pipeline is idle.",
+    )
+    idle_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Idle means: no message in flight or waiting in any worker, and no "
+        "unfinished media changed in the ledger for this long.",
+    )
+    check_seconds: float = Field(
+        15.0, gt=0, le=3600, description="How often `up` checks the broker's size and idleness."
+    )
+
+
 class CommonSettings(BaseSettings):
     """The base every service's settings class extends."""
 
@@ -151,6 +171,7 @@ class CommonSettings(BaseSettings):
     topics: TopicSettings = Field(default_factory=TopicSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
+    embedded: EmbeddedBrokerSettings = Field(default_factory=EmbeddedBrokerSettings)
     data_dir: Path = Field(Path("data"), description="Where embedded state lives (vector store).")
     temp_root: Path = Field(
         Path("data/tmp"), description="Root of per-job temp dirs; swept at start-up."

@@ -8,22 +8,23 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from faststream.asgi import AsgiFastStream
+from faststream.kafka import KafkaBroker
 
 from streamscribe.common.kafka import ensure_topics, make_broker
 from streamscribe.common.memory import admitted, load_model, resolve_marks, rss
-from streamscribe.common.service import Readiness, build_app
+from streamscribe.common.service import Lifespan, Readiness, build_app
 from streamscribe.embed.embedder import load_embedder
 from streamscribe.embed.handlers import Resources, register
 from streamscribe.embed.settings import EmbedSettings
-from streamscribe.embed.store import open_index
+from streamscribe.embed.store.factory import open_index
 
 # Measured with all-MiniLM-L6-v2 on the torch backend, passages of 256 tokens (its longest):
 # peak RSS grows by 4-6 MiB per passage in a batch (one forward pass's activations). Rounded up.
 BYTES_PER_PASSAGE = 6 * 2**20
 
 
-def create_app(settings: EmbedSettings) -> AsgiFastStream:
-    broker = make_broker(settings.kafka, "embed", settings.shutdown_grace_seconds)
+def attach(broker: KafkaBroker, settings: EmbedSettings) -> Lifespan:
+    """Embed's subscribers on `broker`; the lifespan that loads the model and opens the index."""
     resources = Resources()
     register(broker, settings, resources)
 
@@ -47,4 +48,9 @@ def create_app(settings: EmbedSettings) -> AsgiFastStream:
         finally:
             resources.index.close()
 
-    return build_app(broker, lifespan, Readiness(), settings.memory)
+    return lifespan
+
+
+def create_app(settings: EmbedSettings) -> AsgiFastStream:
+    broker = make_broker(settings.kafka, "embed", settings.shutdown_grace_seconds)
+    return build_app(broker, attach(broker, settings), Readiness(), settings.memory)

@@ -25,7 +25,7 @@ from streamscribe.common.events import (
 from streamscribe.embed.embedder import TextEmbedder
 from streamscribe.embed.passages import passages_for
 from streamscribe.embed.settings import EmbedSettings
-from streamscribe.embed.store import Index
+from streamscribe.embed.store.index import Index
 from streamscribe.embed.store.ledger import Announcement, AnnouncementInFlightError, Ledger
 
 STAGE = "embed"

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from streamscribe.embed.embedder import load_embedder
 from streamscribe.embed.settings import EmbedSettings
-from streamscribe.embed.store import Index, open_index
 from streamscribe.embed.store.base import Hit, SearchMode
+from streamscribe.embed.store.factory import open_index
+from streamscribe.embed.store.index import Index
 
 
 def search(settings: EmbedSettings, query: str, k: int, mode: SearchMode) -> list[Hit]:

