@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from streamscribe.common import memory
 from streamscribe.common.errors import ConfigError
 from streamscribe.common.memory import Marks, admitted, read_cgroup_limit, resolve_marks
 from streamscribe.common.settings import CommonSettings, MemorySettings
@@ -63,7 +64,26 @@ def test_the_lower_of_setting_and_cgroup_is_the_ceiling(tmp_path: Path) -> None:
 def test_the_cgroup_limit_is_the_ceiling_when_unset(tmp_path: Path) -> None:
     root = _cgroup_v2(tmp_path, str(1000 * MiB))
     settings = MemorySettings(pause_fraction=0.5, resume_fraction=0.25)
-    assert resolve_marks(settings, root) == Marks(1000 * MiB, 500 * MiB, 250 * MiB)
+    assert resolve_marks(settings, root) == Marks(1000 * MiB, 500 * MiB, 250 * MiB, shared=True)
+
+
+def test_a_process_in_a_host_cgroup_reads_its_own_limit_and_usage(tmp_path: Path) -> None:
+    """On a host (no cgroup namespace) the process's cgroup is a subdirectory, named in
+    /proc/self/cgroup; the root's files are not its limit."""
+    own = tmp_path / "cgroup"
+    own.write_text("9:pids:/\n4:memory:/box\n0::/\n")
+    (tmp_path / "memory" / "box").mkdir(parents=True)
+    (tmp_path / "memory" / "memory.limit_in_bytes").write_text("9223372036854771712\n")
+    (tmp_path / "memory" / "box" / "memory.limit_in_bytes").write_text(f"{512 * MiB}\n")
+    (tmp_path / "memory" / "box" / "memory.stat").write_text(
+        f"cache 1000\nrss 10\ntotal_cache 5000\ntotal_rss {300 * MiB}\n"
+    )
+    dirs = memory.cgroup_dirs(tmp_path, own)
+    assert dirs[:2] == [tmp_path, tmp_path / "memory" / "box"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(memory, "PROC_CGROUP", own)
+        assert memory.read_cgroup_limit(tmp_path) == 512 * MiB
+        assert memory.read_cgroup_usage(tmp_path) == 300 * MiB  # every process, no cache
 
 
 def test_no_ceiling_anywhere_means_no_marks(tmp_path: Path) -> None:

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 EXIT_RECYCLE = 75  # EX_TEMPFAIL (sysexits.h): a temporary failure, run me again
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+PROC_CGROUP = Path("/proc/self/cgroup")
 _UNLIMITED = 2**60  # cgroup v1 writes "no limit" as 2**63-1 rounded down to a page
 _POSITION_TIMEOUT = 0.1  # seconds; lag must not hold up the pause decision of the next sample
 
@@ -54,32 +55,70 @@ class Marks:
     ceiling: int | None = None
     pause: int | None = None
     resume: int | None = None
+    shared: bool = False
+    """The ceiling is a cgroup's limit: compare the whole cgroup's memory with it."""
+
+
+def cgroup_dirs(root: Path = CGROUP_ROOT, own: Path | None = None) -> list[Path]:
+    """This process's memory cgroup directories to look in, v2 first: its own cgroup's (from
+    /proc/self/cgroup; a host process in `/sys/fs/cgroup/memory/box` must read that limit, not
+    the root's), then the root's (a container with its own cgroup namespace sees "/")."""
+    v2, v1 = "", ""
+    with contextlib.suppress(OSError):
+        for line in (own or PROC_CGROUP).read_text().splitlines():
+            number, controllers, path = [*line.split(":", 2), "", ""][:3]
+            if number == "0" and controllers == "":
+                v2 = path.strip("/")
+            elif "memory" in controllers.split(","):
+                v1 = path.strip("/")
+    dirs = [root / v2, root / "memory" / v1, root, root / "memory"]
+    return list(dict.fromkeys(dirs))
 
 
 def read_cgroup_limit(root: Path = CGROUP_ROOT) -> int | None:
     """The memory limit of this process's cgroup (v2, else v1); None when it sets none."""
-    for path in (root / "memory.max", root / "memory" / "memory.limit_in_bytes"):
+    for directory in cgroup_dirs(root):
+        for name in ("memory.max", "memory.limit_in_bytes"):
+            try:
+                text = (directory / name).read_text().strip()
+            except OSError:
+                continue
+            if not text.isdigit():  # v2 writes "max" for no limit
+                return None
+            limit = int(text)
+            return limit if limit < _UNLIMITED else None
+    return None
+
+
+def read_cgroup_usage(root: Path = CGROUP_ROOT) -> int | None:
+    """Memory the cgroup's processes hold and the kernel cannot reclaim (anonymous memory: v2
+    `anon`, v1 `total_rss`), for every process in it; the page cache is left out, since the
+    kernel drops it under the limit rather than kill."""
+    for directory in cgroup_dirs(root):
         try:
-            text = path.read_text().strip()
+            lines = (directory / "memory.stat").read_text().splitlines()
         except OSError:
             continue
-        if not text.isdigit():  # v2 writes "max" for no limit
-            return None
-        limit = int(text)
-        return limit if limit < _UNLIMITED else None
+        stats = dict(line.split(" ", 1) for line in lines if " " in line)
+        for key in ("anon", "total_rss"):
+            if key in stats and stats[key].strip().isdigit():
+                return int(stats[key])
     return None
 
 
 def resolve_marks(settings: MemorySettings, cgroup_root: Path = CGROUP_ROOT) -> Marks:
     """The ceiling in force and its pause and resume marks. The ceiling is the setting or the
     cgroup limit, the lower of the two when both exist: above the cgroup's, the kernel's OOM
-    killer would act before the guard."""
-    limits = [n for n in (settings.ceiling_bytes, read_cgroup_limit(cgroup_root)) if n]
+    killer would act before the guard. A cgroup's limit is shared by every process in it (the
+    broker, `up`, a decoder child): `shared` says to measure them all, not this one alone."""
+    cgroup = read_cgroup_limit(cgroup_root)
+    limits = [n for n in (settings.ceiling_bytes, cgroup) if n]
     if not limits:
         return Marks()
     ceiling = min(limits)
     pause, resume = settings.pause_fraction, settings.resume_fraction
-    return Marks(ceiling, int(ceiling * pause), int(ceiling * resume))
+    shared = cgroup is not None and ceiling == cgroup
+    return Marks(ceiling, int(ceiling * pause), int(ceiling * resume), shared)
 
 
 def rss() -> int:
@@ -177,11 +216,19 @@ class MemoryGuard:
             await asyncio.sleep(self.settings.sample_seconds)
 
     async def sample(self) -> None:
-        self._decide(rss())
+        self._decide(self._used())
         consumers = self._consumers()
         for consumer in consumers:
             self._apply(consumer)
         await _report_lag(consumers)
+
+    def _used(self) -> int:
+        """This process's RSS, or the whole cgroup's when the ceiling is its limit: the OOM
+        killer counts every process in it, so the guard does too."""
+        own = rss()
+        if not self.marks.shared:
+            return own
+        return max(own, read_cgroup_usage() or 0)
 
     def _decide(self, now: int) -> None:
         pause, resume = self.marks.pause, self.marks.resume

@@ -21,7 +21,6 @@ from streamscribe.common import metrics
 from streamscribe.common.memory import MemoryGuard, resolve_marks
 from streamscribe.common.settings import MemorySettings, ServiceSection
 
-
 Lifespan = Callable[[], AbstractAsyncContextManager[None]]
 """Opens a service's resources before its consumers start; closes them after they stop."""
 

@@ -142,7 +142,7 @@ class EmbeddedBrokerSettings(BaseModel):
     it (a restart with empty topics) when the pipeline is idle and the broker has grown."""
 
     recycle_rss_bytes: int = Field(
-        160 * 2**20,
+        64 * 2**20,
         ge=32 * 2**20,
         description="Recycle the broker once its RSS passes this and the pipeline is idle.",
     )
