@@ -3,11 +3,19 @@ whole process tree loses nothing submitted, and a restart when idle loses no sta
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import os
+import queue
+import threading
 import time
 from pathlib import Path
 
 import psutil
 import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streamscribe.embed.store.sqlite import SQLiteVectors
 from tests.integration.conftest import (
@@ -16,8 +24,11 @@ from tests.integration.conftest import (
     free_port,
     launch_up,
     start_pipeline,
+    wait_for,
 )
-from tests.integration.speech import SENTENCES, make_speech
+from tests.integration.speech import SENTENCES, Speech, make_speech
+
+MiB = 2**20
 
 pytestmark = pytest.mark.integration
 
@@ -69,5 +80,84 @@ def test_kill_9_of_the_whole_box_then_up_again_ends_every_media_indexed(
         box.stop()  # idle now: a restart must lose no status
         box = launch_up(box.env, box.data_dir, ["--single-process"])
         assert {media_id: box.status(media_id) for media_id in ids} == before
+    finally:
+        box.stop()
+
+
+async def _publish_junk(kafka: str, topic: str, megabytes: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 1, 1)])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=kafka, max_request_size=2 * MiB)
+    await producer.start()
+    try:
+        for _ in range(megabytes):
+            await producer.send_and_wait(topic, os.urandom(MiB))
+    finally:
+        await producer.stop()
+
+
+async def _publish(kafka: str, topic: str, value: bytes) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=kafka)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value)
+    finally:
+        await producer.stop()
+
+
+def _dead_letters(pipeline: Pipeline) -> list[bytes]:
+    listed = pipeline.cli("dlq", "list", "media.requested", "--json", timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    return [letter["body"].encode() for letter in json.loads(listed.stdout)]
+
+
+def _broker(pipeline: Pipeline) -> psutil.Process:
+    [broker] = [
+        p
+        for p in psutil.Process(pipeline.process.pid).children()
+        if "tansu" in " ".join(p.cmdline())
+    ]
+    return broker
+
+
+def test_a_grown_idle_broker_is_recycled_keeping_status_and_dead_letters(
+    tmp_path: Path, media_server: MediaServer, short_speech: Speech
+) -> None:
+    box = start_pipeline(
+        f"127.0.0.1:{free_port()}", tmp_path / "data", 1, "--single-process",
+        STREAMSCRIBE_EMBEDDED__RECYCLE_RSS_BYTES=str(64 * MiB),
+        STREAMSCRIBE_EMBEDDED__IDLE_SECONDS="2",
+        STREAMSCRIBE_EMBEDDED__CHECK_SECONDS="1",
+    )  # fmt: skip
+    said: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [said.put(line) for line in box.process.stdout or ()],
+                     daemon=True).start()  # fmt: skip
+    try:
+        indexed = box.cli("submit", media_server.url(short_speech.path.name), "--wait")
+        assert indexed.returncode == 0, indexed.stderr
+        media_id = indexed.stdout.strip()
+        before = box.status(media_id)
+        asyncio.run(_publish(box.bootstrap, box.topic("media.requested"), b"not json"))
+        wait_for(lambda: _dead_letters(box), 60, "the invalid request's dead letter")
+        asyncio.run(_publish_junk(box.bootstrap, box.topic("scratch"), 80))
+        old_broker = _broker(box)
+        assert old_broker.memory_info().rss > 64 * MiB  # grown: every byte kept in memory
+        lines = []
+        deadline = time.monotonic() + 180
+        while not any("recycled" in line for line in lines):
+            assert time.monotonic() < deadline, lines
+            with contextlib.suppress(queue.Empty):
+                lines.append(said.get(timeout=1))
+        new_broker = _broker(box)
+        assert new_broker.pid != old_broker.pid
+        assert new_broker.memory_info().rss < 64 * MiB
+        assert box.status(media_id) == before  # the ledger, not the broker, keeps outcomes
+        assert _dead_letters(box) == [b"not json"]  # not replayed yet: carried over
+        again = box.cli("submit", media_server.url(short_speech.path.name) + "?after=1", "--wait")
+        assert again.returncode == 0, again.stderr  # the pipeline works on the new broker
     finally:
         box.stop()
