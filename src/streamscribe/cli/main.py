@@ -9,7 +9,7 @@ import sys
 from collections.abc import Coroutine
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -20,6 +20,9 @@ from rich.table import Table
 from streamscribe.common.errors import StreamscribeError
 from streamscribe.common.kafka import ensure_topics
 from streamscribe.common.settings import CommonSettings
+
+if TYPE_CHECKING:
+    from streamscribe.embed.settings import EmbedSettings
 
 logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the CLI reports failures itself
 T = TypeVar("T")
@@ -188,6 +191,7 @@ async def _submit(
         errors.print(f"published {count} chunks of {path.name}")
     else:
         media_id, run = await submit_url(settings, source, media_id, language)
+        _note_request(_settings(EmbedSettings), media_id, run, source)
     print(media_id, flush=True)
     if not wait:
         return 0
@@ -196,6 +200,20 @@ async def _submit(
         return await show_progress(follow(ledger, media_id, run), timeout, errors)
     finally:
         ledger.close()
+
+
+def _note_request(settings: EmbedSettings, media_id: str, run: str, url: str) -> None:
+    """On the pipeline's own host, record the request in the ledger at once: the embedded
+    broker forgets on a restart, and `up` resumes what the ledger holds as unfinished. Elsewhere
+    (no database here) the embed stage records it when it reads the request."""
+    from streamscribe.embed.store.ledger import open_ledger
+
+    if settings.database_path.exists():
+        ledger = open_ledger(settings)
+        try:
+            ledger.request(media_id, run, url)
+        finally:
+            ledger.close()
 
 
 def _ledger_rows(media_id: str | None) -> list[dict[str, Any]]:
