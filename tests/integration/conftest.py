@@ -251,17 +251,15 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory, kafka: str) -> Iterator[P
 
 
 @pytest.fixture(scope="session")
-def kcat_env() -> dict[str, str]:
+def kcat_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """kcat linked against the librdkafka bundled with confluent-kafka: Debian's 2.0.2 cannot
-    parse the ApiVersions v3 response of the Tansu broker."""
+    parse the ApiVersions v3 response of the Tansu broker. The link lives in this session's own
+    temp dir: two checkouts' suites never share it."""
     require_tool("kcat")
     import confluent_kafka
 
     libs = Path(confluent_kafka.__file__).parent.parent / "confluent_kafka.libs"
     [library] = libs.glob("librdkafka*.so*")
-    shim = Path(os.environ.get("TMPDIR", "/tmp")) / f"streamscribe-kcat-{os.getuid()}"
-    shim.mkdir(exist_ok=True)
-    link = shim / "librdkafka.so.1"
-    if not link.exists():
-        link.symlink_to(library)
+    shim = tmp_path_factory.mktemp("kcat")
+    (shim / "librdkafka.so.1").symlink_to(library)
     return {**os.environ, "LD_LIBRARY_PATH": str(shim)}
