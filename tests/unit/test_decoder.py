@@ -1,12 +1,14 @@
 """The isolated decoder: the same chunks as the chunker in-process, MediaErrors carried back with
-their reason, and a child that crashes, dies or runs out of memory or CPU time costs one media
-(DECODE_ERROR) while the caller carries on."""
+their reason, a child that crashes, dies or runs out of memory or CPU time costs one media
+(DECODE_ERROR) while the caller carries on, and a child that imports only what decoding needs."""
 
 from __future__ import annotations
 
+import json
 import random
 import subprocess
 import sys
+import sysconfig
 import time
 import wave
 from pathlib import Path
@@ -17,7 +19,7 @@ import pytest
 
 from streamscribe.common.errors import MediaError
 from streamscribe.common.events import Reason
-from streamscribe.ingest import decoder
+from streamscribe.ingest import decode_child, decoder
 from streamscribe.ingest.chunker import Chunk, ChunkLimits, chunk_file, decode_chunk
 from streamscribe.ingest.decoder import DecodeLimits, decoded_chunks
 from tests.conftest import require_tool
@@ -172,3 +174,47 @@ def test_cpu_time_grows_with_the_duration_limit() -> None:
     short = DecodeLimits.for_chunks(ChunkLimits(max_duration_seconds=600), 2**30)
     long = DecodeLimits.for_chunks(ChunkLimits(max_duration_seconds=4 * 3600), 2**30)
     assert 60 < short.cpu_seconds < long.cpu_seconds < 3600
+
+
+# Runs the child's command as `python -m` would, then lists the modules it loaded on the way
+# (name and file), decoding included: a lazy import mid-decode counts too.
+RUN_AND_LIST_MODULES = """
+import json, runpy, sys
+report, module, *sys.argv[1:] = sys.argv[1:]
+before = set(sys.modules)
+runpy.run_module(module, run_name="__main__", alter_sys=True)
+loaded = {name: getattr(sys.modules[name], "__file__", None) for name in set(sys.modules) - before}
+with open(report, "w") as out:
+    json.dump(loaded, out)
+"""
+HEAVY = {"pydantic", "pydantic_core", "pydantic_settings", "faststream", "aiokafka", "yt_dlp"}
+# What the child needs besides the stdlib; its own module runs as __main__.
+THIRD_PARTY = {"av", "numpy"}
+STREAMSCRIBE = {"streamscribe", "streamscribe.ingest"}
+
+
+def modules_of_child(path: Path, report: Path) -> dict[str, str | None]:
+    python, flag, module, *arguments = decoder._command(path, LIMITS)
+    assert flag == "-m"
+    command = [python, "-c", RUN_AND_LIST_MODULES, str(report), module, *arguments]
+    ran = subprocess.run(command, capture_output=True, check=True, timeout=60)
+    assert b'"kind": "done"' in ran.stdout, ran.stderr.decode()[-1000:]
+    loaded: dict[str, str | None] = json.loads(report.read_text())
+    return loaded
+
+
+def test_the_child_imports_only_what_decoding_needs(tone: Path, tmp_path: Path) -> None:
+    """Its peak RSS counts against a small box's budget: pydantic alone would add about 16 MB."""
+    loaded = modules_of_child(tone, tmp_path / "modules.json")
+    packages = {name.partition(".")[0] for name in loaded}
+    assert not packages & HEAVY
+    assert {name for name in loaded if name.startswith("streamscribe")} <= STREAMSCRIBE
+    site = tuple({sysconfig.get_path("purelib"), sysconfig.get_path("platlib")})
+    installed = {name for name, file in loaded.items() if file and file.startswith(site)}
+    assert {name.partition(".")[0] for name in installed} <= THIRD_PARTY
+    assert "av" in packages  # it did decode
+
+
+def test_the_child_failure_codes_are_reasons() -> None:
+    codes = {decode_child.DECODE_ERROR, decode_child.NO_AUDIO, decode_child.TOO_LONG}
+    assert codes <= {reason.value for reason in Reason}

@@ -1,67 +1,32 @@
-"""Cut the audio of a media file into short Ogg/Opus chunks at its quietest moments.
+"""Cut the audio of a media file into short Ogg/Opus chunks at its quietest moments, in this
+process, raising MediaErrors.
 
-The file is decoded packet by packet into one buffer that never holds more than `max_seconds`
-of 16 kHz mono audio, so memory does not depend on how long the media is. When the buffer is
-full it is cut in the quietest 100 ms between `min_seconds` and `max_seconds` (a pause between
-words or sentences), the piece is encoded, and the rest of the buffer starts the next chunk.
-Timestamps come from sample counts, so chunks tile the media exactly.
+The chunking itself lives in `decode_child.py`, which the decoder child runs too: it must not
+import pydantic (`Reason`), so it fails with plain codes that are mapped to MediaErrors here.
+See that module for how chunks are cut.
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import numpy as np
-import numpy.typing as npt
-from av.audio.stream import AudioStream
-from av.container import InputContainer
 
 from streamscribe.common.errors import MediaError
 from streamscribe.common.events import Reason
+from streamscribe.ingest.decode_child import (
+    SAMPLE_RATE,
+    Chunk,
+    ChunkError,
+    ChunkLimits,
+    Samples,
+    chunks,
+    decode_blocks,
+)
 
-SAMPLE_RATE = 16000
-
-Samples = npt.NDArray[np.float32]
-
-# A cut is centred in the quietest window this long: about a pause between two words.
-_QUIET_WINDOW = SAMPLE_RATE // 10
-# A shorter final remainder is decoder padding or a click, not worth a message of its own.
-_MIN_TAIL = SAMPLE_RATE // 5
-# Speech at 24 kbit/s Opus transcribes as well as the original: about 90 KB per 30 s chunk.
-_BIT_RATE = 24_000
-_UNREADABLE = "it is empty, truncated, damaged or in a format ffmpeg cannot read"
-
-
-@dataclass(frozen=True)
-class ChunkLimits:
-    """How long chunks are, and the longest media worth decoding."""
-
-    min_seconds: float = 15.0  # a cut happens at the quietest point between min and max
-    max_seconds: float = 30.0
-    max_duration_seconds: float | None = None  # refuse media longer than this while decoding
-
-    def __post_init__(self) -> None:
-        if not 0 < self.min_seconds <= self.max_seconds:
-            raise ValueError(
-                f"chunk limits need 0 < min_seconds <= max_seconds, "
-                f"got {self.min_seconds} and {self.max_seconds}"
-            )
-        if self.max_duration_seconds is not None and self.max_duration_seconds <= 0:
-            raise ValueError(f"max_duration_seconds must be positive: {self.max_duration_seconds}")
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """One piece of the media's audio; `start` and `end` are seconds from its beginning."""
-
-    seq: int
-    start: float
-    end: float
-    audio: bytes  # Ogg/Opus, 16 kHz mono
+__all__ = ["SAMPLE_RATE", "Chunk", "ChunkLimits", "Samples", "chunk_file", "decode_chunk"]
 
 
 def chunk_file(path: Path, limits: ChunkLimits) -> Iterator[Chunk]:
@@ -70,152 +35,20 @@ def chunk_file(path: Path, limits: ChunkLimits) -> Iterator[Chunk]:
     Raises MediaError: DECODE_ERROR if the file cannot be read, NO_AUDIO if it holds no audio,
     TOO_LONG as soon as more than `limits.max_duration_seconds` have been decoded.
     """
-    max_duration = limits.max_duration_seconds
-    max_samples = None if max_duration is None else _to_samples(max_duration)
-    cutter = _Cutter(_to_samples(limits.min_seconds), _to_samples(limits.max_seconds))
-    for block in _decode(str(path), path.name, max_samples):
-        yield from cutter.add(block)
-    if cutter.is_empty():
-        raise MediaError(Reason.NO_AUDIO, f"{path.name} contains no audio samples")
-    yield from cutter.finish()
+    try:
+        yield from chunks(path, limits)
+    except ChunkError as exc:
+        # Chained to what caused the failure (libav's error, if any), as if raised directly.
+        raise MediaError(Reason(exc.code), exc.detail) from exc.__cause__
 
 
 def decode_chunk(audio: bytes) -> Samples:
     """The float32 mono 16 kHz samples of one encoded chunk; DECODE_ERROR if unreadable."""
     try:
-        blocks = list(_decode(io.BytesIO(audio), "audio chunk", None))
-    except MediaError as exc:
+        blocks = list(decode_blocks(io.BytesIO(audio), "audio chunk", None))
+    except ChunkError as exc:
         # Whatever is wrong with a chunk, the bytes are at fault, not the media.
         raise MediaError(Reason.DECODE_ERROR, exc.detail) from exc
     if not blocks:
         raise MediaError(Reason.DECODE_ERROR, "audio chunk contains no audio samples")
     return np.concatenate(blocks)
-
-
-def _to_samples(seconds: float) -> int:
-    return round(seconds * SAMPLE_RATE)
-
-
-def _decode(source: str | io.BytesIO, name: str, max_samples: int | None) -> Iterator[Samples]:
-    """Yield the first audio stream as 16 kHz mono float32 blocks, one decoded frame at a time."""
-    container = _open(source, name)
-    with container:
-        stream = _first_audio_stream(container, name)
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
-        decoded = 0
-        try:
-            # Demuxing only the audio stream skips video packets without decoding them.
-            for packet in container.demux(stream):
-                for frame in packet.decode():
-                    for out in resampler.resample(frame):
-                        decoded += out.samples
-                        _check_duration(decoded, max_samples, name)
-                        yield _to_mono(out)
-            for out in resampler.resample(None):
-                yield _to_mono(out)
-        except av.FFmpegError as exc:
-            raise MediaError(
-                Reason.DECODE_ERROR,
-                f"cannot decode {name} after {decoded / SAMPLE_RATE:.1f} s of audio: {exc}; "
-                f"{_UNREADABLE} (re-encoding it with ffmpeg may repair it)",
-            ) from exc
-
-
-def _open(source: str | io.BytesIO, name: str) -> InputContainer:
-    try:
-        return av.open(source, mode="r")
-    except av.FFmpegError as exc:
-        raise MediaError(Reason.DECODE_ERROR, f"cannot open {name}: {exc}; {_UNREADABLE}") from exc
-
-
-def _first_audio_stream(container: InputContainer, name: str) -> AudioStream:
-    if not container.streams.audio:
-        kinds = ", ".join(sorted({s.type for s in container.streams})) or "none"
-        raise MediaError(
-            Reason.NO_AUDIO, f"{name} has no audio stream (streams: {kinds}): nothing to transcribe"
-        )
-    return container.streams.audio[0]
-
-
-def _check_duration(decoded: int, max_samples: int | None, name: str) -> None:
-    if max_samples is not None and decoded > max_samples:
-        raise MediaError(
-            Reason.TOO_LONG,
-            f"{name} is longer than the limit of {max_samples / SAMPLE_RATE:g} s of audio; "
-            "decoding stopped there",
-        )
-
-
-def _to_mono(frame: av.AudioFrame) -> Samples:
-    # Packed float mono comes out as one row; a view is enough since the cutter copies it.
-    return np.asarray(frame.to_ndarray()[0], dtype=np.float32)
-
-
-class _Cutter:
-    """Accumulates samples in a fixed buffer and cuts it into chunks at quiet points."""
-
-    def __init__(self, min_samples: int, max_samples: int) -> None:
-        self._min = min_samples
-        self._buffer: Samples = np.zeros(max_samples, dtype=np.float32)
-        self._filled = 0
-        self._offset = 0  # samples of the media before buffer[0]
-        self._seq = 0
-
-    def is_empty(self) -> bool:
-        return self._seq == 0 and self._filled == 0
-
-    def add(self, block: Samples) -> Iterator[Chunk]:
-        """Copy `block` in, emitting a chunk each time the buffer fills up."""
-        capacity = self._buffer.size
-        while block.size:
-            taken = min(block.size, capacity - self._filled)
-            self._buffer[self._filled : self._filled + taken] = block[:taken]
-            self._filled += taken
-            block = block[taken:]
-            if self._filled == capacity:
-                yield self._emit(_find_quietest(self._buffer, self._min))
-
-    def finish(self) -> Iterator[Chunk]:
-        """Emit what remains as the last chunk, unless it is a negligible tail."""
-        if self._filled >= _MIN_TAIL or (self._seq == 0 and self._filled > 0):
-            yield self._emit(self._filled)
-
-    def _emit(self, cut: int) -> Chunk:
-        chunk = Chunk(
-            seq=self._seq,
-            start=self._offset / SAMPLE_RATE,
-            end=(self._offset + cut) / SAMPLE_RATE,
-            audio=_encode(self._buffer[:cut]),
-        )
-        # The remainder moves to the front; numpy copies overlapping slices correctly.
-        rest = self._filled - cut
-        self._buffer[:rest] = self._buffer[cut : self._filled]
-        self._filled = rest
-        self._offset += cut
-        self._seq += 1
-        return chunk
-
-
-def _find_quietest(samples: Samples, start: int) -> int:
-    """The centre of the lowest-energy window of `samples[start:]` (its end if too short)."""
-    region = samples[start:].astype(np.float64)
-    window = min(_QUIET_WINDOW, region.size)
-    if window == 0:
-        return samples.size
-    energy = np.concatenate(([0.0], np.cumsum(np.square(region))))
-    window_energy = energy[window:] - energy[:-window]
-    return start + int(np.argmin(window_energy)) + window // 2
-
-
-def _encode(samples: Samples) -> bytes:
-    """Ogg/Opus bytes of `samples`; libopus accepts 16 kHz input natively."""
-    out = io.BytesIO()
-    with av.open(out, mode="w", format="ogg") as container:
-        stream = container.add_stream("libopus", rate=SAMPLE_RATE, layout="mono")
-        stream.bit_rate = _BIT_RATE
-        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="flt", layout="mono")
-        frame.sample_rate = SAMPLE_RATE
-        frame.pts = 0
-        container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
-    return out.getvalue()

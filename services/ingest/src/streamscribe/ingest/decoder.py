@@ -1,35 +1,32 @@
 """Decoding in a child process: libav parses hostile bytes, so a crash there (even a segfault), a
 runaway allocation or a hang costs one media, never the worker.
 
-The parent runs `python -m streamscribe.ingest.decoder PATH LIMITS_JSON`. The child caps its own
-address space (RLIMIT_AS) and CPU time (RLIMIT_CPU), runs `chunk_file`, and streams each chunk
-back on its stdout in frames: a 4-byte big-endian length, that many bytes of JSON header, then
-the header's `size` bytes of audio. The last frame is `done`, or `error` with a MediaError's
-reason and detail. A child that ends without either crashed: DECODE_ERROR, with its signal.
+This is the parent's side. It runs `python -m streamscribe.ingest.decode_child PATH LIMITS_JSON`
+(a module that imports no more than decoding needs: its memory counts too) and reads the frames
+the child streams back on its stdout: chunks, then `done`, or `error` with a failure code that
+becomes a MediaError with that reason here. A child that ends without either crashed:
+DECODE_ERROR, with its signal.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import faulthandler
 import json
 import math
 import os
-import resource
 import signal
-import struct
 import sys
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from streamscribe.common.errors import MediaError
 from streamscribe.common.events import Reason
-from streamscribe.ingest.chunker import Chunk, ChunkLimits, chunk_file
+from streamscribe.ingest.chunker import Chunk, ChunkLimits
+from streamscribe.ingest.decode_child import FRAME_LENGTH
 
-_LENGTH = struct.Struct(">I")
 _MAX_HEADER = 64 * 1024
 _MAX_AUDIO = 16 * 2**20  # a chunk is a few hundred KiB at most
 _KINDS = ("chunk", "error", "done")
@@ -100,7 +97,7 @@ async def decoded_chunks(path: Path, limits: DecodeLimits) -> AsyncGenerator[Chu
 
 def _command(path: Path, limits: DecodeLimits) -> list[str]:
     arguments = json.dumps(dataclasses.asdict(limits))
-    return [sys.executable, "-m", "streamscribe.ingest.decoder", str(path), arguments]
+    return [sys.executable, "-m", "streamscribe.ingest.decode_child", str(path), arguments]
 
 
 async def _read_frame(
@@ -109,7 +106,7 @@ async def _read_frame(
     """The next frame, or None if the child's stdout ended first."""
     try:
         async with asyncio.timeout(max(timeout, 0)):
-            (length,) = _LENGTH.unpack(await reader.readexactly(_LENGTH.size))
+            (length,) = FRAME_LENGTH.unpack(await reader.readexactly(FRAME_LENGTH.size))
             if length > _MAX_HEADER:
                 raise ValueError(f"a header of {length} bytes")
             header = json.loads(await reader.readexactly(length))
@@ -160,43 +157,3 @@ def _crash(returncode: int | None, stderr: str) -> str:
         what = f"decoder exited with status {returncode} before finishing"
     last = stderr.splitlines()[-1] if stderr else ""
     return f"{what}; the media may be damaged or hostile" + (f" ({last})" if last else "")
-
-
-def main(path: str, arguments: str) -> None:
-    """The child: decode `path` and write frames to the stdout it was given."""
-    out = _take_stdout()
-    limits = json.loads(arguments)
-    _limit_resources(int(limits["memory_bytes"]), int(limits["cpu_seconds"]))
-    faulthandler.enable()  # a crash leaves its Python stack on stderr, for the parent's message
-    try:
-        for chunk in chunk_file(Path(path), ChunkLimits(**limits["chunks"])):
-            header = {"kind": "chunk", "seq": chunk.seq, "start": chunk.start, "end": chunk.end}
-            _write_frame(out, header, chunk.audio)
-    except MediaError as exc:
-        _write_frame(out, {"kind": "error", "reason": exc.reason.value, "detail": exc.detail})
-    else:
-        _write_frame(out, {"kind": "done"})
-
-
-def _take_stdout() -> BinaryIO:
-    """Keep fd 1 for frames alone: anything else printing to stdout goes to stderr instead."""
-    out = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)
-    return out
-
-
-def _limit_resources(memory_bytes: int, cpu_seconds: int) -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-    # Past the soft limit SIGXCPU ends the child; the hard limit (SIGKILL) is the backstop.
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # hostile input must not fill the disk
-
-
-def _write_frame(out: BinaryIO, header: dict[str, Any], audio: bytes = b"") -> None:
-    encoded = json.dumps(header | {"size": len(audio)}).encode()
-    out.write(_LENGTH.pack(len(encoded)) + encoded + audio)
-    out.flush()
-
-
-if __name__ == "__main__":
-    main(*sys.argv[1:])

@@ -1,0 +1,294 @@
+"""The decoder child: everything `python -m streamscribe.ingest.decode_child PATH LIMITS_JSON`
+runs, the chunker's pure code included.
+
+Its peak RSS counts against a small box's memory budget, so this module imports only the
+stdlib, PyAV and numpy: no pydantic, settings or Kafka client, which would cost more memory than
+decoding does. Failures are plain string codes (`ChunkError.code`, values of
+`streamscribe.common.events.Reason`); `chunker.py` (in process) and `decoder.py` (the parent)
+turn them into MediaErrors.
+
+Chunking: the file is decoded packet by packet into one buffer that never holds more than
+`max_seconds` of 16 kHz mono audio, so memory does not depend on how long the media is. When the
+buffer is full it is cut in the quietest 100 ms between `min_seconds` and `max_seconds` (a pause
+between words or sentences), the piece is encoded, and the rest of the buffer starts the next
+chunk. Timestamps come from sample counts, so chunks tile the media exactly.
+
+The child caps its own address space (RLIMIT_AS) and CPU time (RLIMIT_CPU), runs `chunks`, and
+streams each chunk on its stdout in frames: a 4-byte big-endian length (`FRAME_LENGTH`), that
+many bytes of JSON header, then the header's `size` bytes of audio. The last frame is `done`, or
+`error` with the failure's code (as `reason`) and detail.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import io
+import json
+import os
+import resource
+import struct
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import av
+import numpy as np
+import numpy.typing as npt
+from av.audio.stream import AudioStream
+from av.container import InputContainer
+
+SAMPLE_RATE = 16000
+
+# The failure codes: the values of the Reason members they stand for.
+DECODE_ERROR = "decode_error"
+NO_AUDIO = "no_audio"
+TOO_LONG = "too_long"
+
+FRAME_LENGTH = struct.Struct(">I")
+
+Samples = npt.NDArray[np.float32]
+
+# A cut is centred in the quietest window this long: about a pause between two words.
+_QUIET_WINDOW = SAMPLE_RATE // 10
+# A shorter final remainder is decoder padding or a click, not worth a message of its own.
+_MIN_TAIL = SAMPLE_RATE // 5
+# Speech at 24 kbit/s Opus transcribes as well as the original: about 90 KB per 30 s chunk.
+_BIT_RATE = 24_000
+# The encoder is fed this many samples at a time. A whole chunk in one frame would be copied
+# into it, then split into 20 ms frames that all exist at once (several MB for 30 s); PyAV
+# re-frames to 20 ms either way, so the packets are the same.
+_ENCODE_BLOCK = SAMPLE_RATE // 2
+_UNREADABLE = "it is empty, truncated, damaged or in a format ffmpeg cannot read"
+
+
+class ChunkError(Exception):
+    """This media cannot be chunked; `code` is DECODE_ERROR, NO_AUDIO or TOO_LONG."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class ChunkLimits:
+    """How long chunks are, and the longest media worth decoding."""
+
+    min_seconds: float = 15.0  # a cut happens at the quietest point between min and max
+    max_seconds: float = 30.0
+    max_duration_seconds: float | None = None  # refuse media longer than this while decoding
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_seconds <= self.max_seconds:
+            raise ValueError(
+                f"chunk limits need 0 < min_seconds <= max_seconds, "
+                f"got {self.min_seconds} and {self.max_seconds}"
+            )
+        if self.max_duration_seconds is not None and self.max_duration_seconds <= 0:
+            raise ValueError(f"max_duration_seconds must be positive: {self.max_duration_seconds}")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One piece of the media's audio; `start` and `end` are seconds from its beginning."""
+
+    seq: int
+    start: float
+    end: float
+    audio: bytes  # Ogg/Opus, 16 kHz mono
+
+
+def chunks(path: Path, limits: ChunkLimits) -> Iterator[Chunk]:
+    """Yield the chunks of the first audio stream of `path`, decoding only as far as needed.
+
+    Raises ChunkError: DECODE_ERROR if the file cannot be read, NO_AUDIO if it holds no
+    audio, TOO_LONG as soon as more than `limits.max_duration_seconds` have been decoded.
+    """
+    max_duration = limits.max_duration_seconds
+    max_samples = None if max_duration is None else _to_samples(max_duration)
+    cutter = _Cutter(_to_samples(limits.min_seconds), _to_samples(limits.max_seconds))
+    for block in decode_blocks(str(path), path.name, max_samples):
+        yield from cutter.add(block)
+    if cutter.is_empty():
+        raise ChunkError(NO_AUDIO, f"{path.name} contains no audio samples")
+    yield from cutter.finish()
+
+
+def _to_samples(seconds: float) -> int:
+    return round(seconds * SAMPLE_RATE)
+
+
+def decode_blocks(
+    source: str | io.BytesIO, name: str, max_samples: int | None
+) -> Iterator[Samples]:
+    """Yield the first audio stream as 16 kHz mono float32 blocks, one decoded frame at a time."""
+    container = _open(source, name)
+    with container:
+        stream = _first_audio_stream(container, name)
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        decoded = 0
+        try:
+            # Demuxing only the audio stream skips video packets without decoding them.
+            for packet in container.demux(stream):
+                for frame in packet.decode():
+                    for out in resampler.resample(frame):
+                        decoded += out.samples
+                        _check_duration(decoded, max_samples, name)
+                        yield _samples_of(out)
+            for out in resampler.resample(None):
+                yield _samples_of(out)
+        except av.FFmpegError as exc:
+            raise ChunkError(
+                DECODE_ERROR,
+                f"cannot decode {name} after {decoded / SAMPLE_RATE:.1f} s of audio: {exc}; "
+                f"{_UNREADABLE} (re-encoding it with ffmpeg may repair it)",
+            ) from exc
+
+
+def _open(source: str | io.BytesIO, name: str) -> InputContainer:
+    try:
+        return av.open(source, mode="r")
+    except av.FFmpegError as exc:
+        raise ChunkError(DECODE_ERROR, f"cannot open {name}: {exc}; {_UNREADABLE}") from exc
+
+
+def _first_audio_stream(container: InputContainer, name: str) -> AudioStream:
+    if not container.streams.audio:
+        kinds = ", ".join(sorted({s.type for s in container.streams})) or "none"
+        raise ChunkError(
+            NO_AUDIO, f"{name} has no audio stream (streams: {kinds}): nothing to transcribe"
+        )
+    return container.streams.audio[0]
+
+
+def _check_duration(decoded: int, max_samples: int | None, name: str) -> None:
+    if max_samples is not None and decoded > max_samples:
+        raise ChunkError(
+            TOO_LONG,
+            f"{name} is longer than the limit of {max_samples / SAMPLE_RATE:g} s of audio; "
+            "decoding stopped there",
+        )
+
+
+def _samples_of(frame: av.AudioFrame) -> Samples:
+    # Packed float mono is one plane; a view of it spares the copy `to_ndarray` makes.
+    return np.frombuffer(memoryview(frame.planes[0]), dtype=np.float32, count=frame.samples)
+
+
+class _Cutter:
+    """Accumulates samples in a fixed buffer and cuts it into chunks at quiet points."""
+
+    def __init__(self, min_samples: int, max_samples: int) -> None:
+        self._min = min_samples
+        self._buffer: Samples = np.zeros(max_samples, dtype=np.float32)
+        self._filled = 0
+        self._offset = 0  # samples of the media before buffer[0]
+        self._seq = 0
+
+    def is_empty(self) -> bool:
+        return self._seq == 0 and self._filled == 0
+
+    def add(self, block: Samples) -> Iterator[Chunk]:
+        """Copy `block` in, emitting a chunk each time the buffer fills up."""
+        capacity = self._buffer.size
+        while block.size:
+            taken = min(block.size, capacity - self._filled)
+            self._buffer[self._filled : self._filled + taken] = block[:taken]
+            self._filled += taken
+            block = block[taken:]
+            if self._filled == capacity:
+                yield self._emit(_find_quietest(self._buffer, self._min))
+
+    def finish(self) -> Iterator[Chunk]:
+        """Emit what remains as the last chunk, unless it is a negligible tail."""
+        if self._filled >= _MIN_TAIL or (self._seq == 0 and self._filled > 0):
+            yield self._emit(self._filled)
+
+    def _emit(self, cut: int) -> Chunk:
+        chunk = Chunk(
+            seq=self._seq,
+            start=self._offset / SAMPLE_RATE,
+            end=(self._offset + cut) / SAMPLE_RATE,
+            audio=_encode(self._buffer[:cut]),
+        )
+        # The remainder moves to the front; numpy copies overlapping slices correctly.
+        rest = self._filled - cut
+        self._buffer[:rest] = self._buffer[cut : self._filled]
+        self._filled = rest
+        self._offset += cut
+        self._seq += 1
+        return chunk
+
+
+def _find_quietest(samples: Samples, start: int) -> int:
+    """The centre of the lowest-energy window of `samples[start:]` (its end if too short)."""
+    region = samples[start:]
+    window = min(_QUIET_WINDOW, region.size)
+    if window == 0:
+        return samples.size
+    # energy[i] is the float64 energy of region[:i]: built in one array, in place, rather than
+    # in a float64 copy, its square, their sum and a concatenation.
+    energy = np.zeros(region.size + 1)
+    np.square(region, out=energy[1:], dtype=np.float64)
+    np.cumsum(energy, out=energy)
+    window_energy = energy[window:] - energy[:-window]
+    return start + int(np.argmin(window_energy)) + window // 2
+
+
+def _encode(samples: Samples) -> bytes:
+    """Ogg/Opus bytes of `samples`; libopus accepts 16 kHz input natively."""
+    out = io.BytesIO()
+    with av.open(out, mode="w", format="ogg") as container:
+        stream = container.add_stream("libopus", rate=SAMPLE_RATE, layout="mono")
+        stream.bit_rate = _BIT_RATE
+        for start in range(0, samples.size, _ENCODE_BLOCK):
+            block = samples[start : start + _ENCODE_BLOCK]
+            frame = av.AudioFrame(format="flt", layout="mono", samples=block.size)
+            frame.planes[0].update(block.tobytes())
+            frame.sample_rate = SAMPLE_RATE
+            frame.pts = start
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return out.getvalue()
+
+
+def main(path: str, arguments: str) -> None:
+    """Decode `path` and write frames to the stdout this process was given."""
+    out = _take_stdout()
+    limits = json.loads(arguments)
+    _limit_resources(int(limits["memory_bytes"]), int(limits["cpu_seconds"]))
+    faulthandler.enable()  # a crash leaves its Python stack on stderr, for the parent's message
+    try:
+        for chunk in chunks(Path(path), ChunkLimits(**limits["chunks"])):
+            header = {"kind": "chunk", "seq": chunk.seq, "start": chunk.start, "end": chunk.end}
+            _write_frame(out, header, chunk.audio)
+    except ChunkError as exc:
+        _write_frame(out, {"kind": "error", "reason": exc.code, "detail": exc.detail})
+    else:
+        _write_frame(out, {"kind": "done"})
+
+
+def _take_stdout() -> BinaryIO:
+    """Keep fd 1 for frames alone: anything else printing to stdout goes to stderr instead."""
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    return out
+
+
+def _limit_resources(memory_bytes: int, cpu_seconds: int) -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    # Past the soft limit SIGXCPU ends the child; the hard limit (SIGKILL) is the backstop.
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # hostile input must not fill the disk
+
+
+def _write_frame(out: BinaryIO, header: dict[str, Any], audio: bytes = b"") -> None:
+    encoded = json.dumps(header | {"size": len(audio)}).encode()
+    out.write(FRAME_LENGTH.pack(len(encoded)) + encoded + audio)
+    out.flush()
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
