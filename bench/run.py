@@ -228,8 +228,17 @@ def main() -> None:
     command = "make bench" + (" BENCH_ARGS=--long" if args.long else "")
     report = render(rows, torch_embed, big, soak, command)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report)
+    args.out.write_text(report + _other_sections(args.out))
     print(report)
+
+
+def _other_sections(path: Path) -> str:
+    """The `## ` sections other benchmarks (bench-index, bench-box) wrote: kept as they are."""
+    if not path.exists():
+        return ""
+    lines = path.read_text().splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("## ")]
+    return "\n" + "\n".join(lines[starts[0] :]) + "\n" if starts else ""
 
 
 if __name__ == "__main__":
