@@ -222,10 +222,11 @@ def launch_up(env: dict[str, str], data_dir: Path, args: list[str]) -> Pipeline:
 
 
 def service_ports(replicas: int) -> dict[str, int]:
-    """A first HTTP port per service; replicas count up from it, so all must be free and apart."""
+    """A first HTTP port per service; replicas step by 10 from it (as `up` counts), so all must
+    be free and apart."""
     while True:
         ports = {name: free_port() for name in ("INGEST", "TRANSCRIBE", "EMBED")}
-        taken = [p + i for p in ports.values() for i in range(replicas)]
+        taken = [p + 10 * i for p in ports.values() for i in range(replicas)]
         if len(set(taken)) == len(taken) and all(_is_free(p) for p in taken):
             return ports
 

@@ -81,7 +81,10 @@ def _settings(cls: type[S]) -> S:
 def up(
     ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness.")] = 600,
     replicas: Annotated[
-        int, typer.Option(min=1, max=16, help="Workers per service (ports count up).")
+        int,
+        typer.Option(
+            min=1, max=16, help="Workers per service (replica r serves on its port + 10r)."
+        ),
     ] = 1,
     single_process: Annotated[
         bool,

@@ -32,6 +32,7 @@ RESTART_BACKOFF_MAX = 30.0
 
 
 SECTION_OF = {"all": "ingest"}
+REPLICA_PORT_STEP = 10
 STABLE_SECONDS = 60.0  # a worker that lived this long restarts without backoff
 WORKER_MALLOC = {
     # glibc's per-thread malloc arenas let RSS creep up under threaded inference
@@ -55,7 +56,9 @@ class Worker:
 
     @property
     def port(self) -> int:
-        return self.section.http_port + self.replica
+        # replicas step by REPLICA_PORT_STEP: the services' default ports are adjacent
+        # (9101-9103), so +1 per replica would give ingest's second replica transcribe's port
+        return self.section.http_port + REPLICA_PORT_STEP * self.replica
 
     @property
     def label(self) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from types import FrameType
@@ -87,13 +88,29 @@ def run(app: AsgiFastStream, section: ServiceSection, log_level: str) -> None:
     level = logging.getLevelName(log_level)
     options: dict[str, str | int] = {
         "host": section.http_host,
-        "port": section.http_port,
+        "port": free_port_or(section.http_host, section.http_port),
         "access_log": "false",
     }
     # uvicorn drains, then re-raises SIGTERM to the handler it found: make that a clean exit,
     # so supervisors see 0 for a requested stop and non-zero only for failures.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     asyncio.run(app.run(log_level=level, run_extra_options=dict(options)))
+
+
+def free_port_or(host: str, port: int) -> int:
+    """`port`, or any free port when another worker on this host holds it: a second worker of
+    a stage beside `up` must start, not die with "address already in use"."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        try:
+            sock.bind((host, port))
+            return port
+        except OSError:
+            sock.bind((host, 0))
+            free = int(sock.getsockname()[1])
+    logging.getLogger(__name__).warning(
+        "port %d is taken: /metrics, /healthz and /readyz are on port %d", port, free
+    )
+    return free
 
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
