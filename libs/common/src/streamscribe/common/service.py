@@ -101,6 +101,9 @@ def free_port_or(host: str, port: int) -> int:
     """`port`, or any free port when another worker on this host holds it: a second worker of
     a stage beside `up` must start, not die with "address already in use"."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        # as uvicorn binds: a port whose last connections linger in TIME_WAIT (a restarted
+        # worker's) is free to listen on, only one that another process listens on is taken
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
             return port
