@@ -4,6 +4,7 @@ port and topic prefix), real models, media served over HTTP on loopback."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import os
@@ -20,6 +21,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -107,7 +109,7 @@ class Pipeline:
         try:
             self.process.wait(90)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            kill_tree(self.process.pid)
             raise
 
 
@@ -215,10 +217,20 @@ def launch_up(env: dict[str, str], data_dir: Path, args: list[str]) -> Pipeline:
     reader.start()
     reader.join(READY_TIMEOUT)
     if not any("streamscribe ready" in line for line in lines):
-        process.kill()
+        kill_tree(process.pid)
         pytest.fail(f"pipeline not ready: {''.join(lines)}\n{(data_dir / 'up.log').read_text()}")
     prefix, kafka = env["STREAMSCRIBE_TOPICS__PREFIX"], env["STREAMSCRIBE_KAFKA__BOOTSTRAP_SERVERS"]
     return Pipeline(env, data_dir, data_dir / "tmp", prefix, kafka, process)
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and everything under it (an `up`: its workers, its broker)."""
+    with contextlib.suppress(psutil.NoSuchProcess):
+        root = psutil.Process(pid)
+        for process in [*root.children(recursive=True), root]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        psutil.wait_procs([root], timeout=30)
 
 
 def service_ports(replicas: int) -> dict[str, int]:

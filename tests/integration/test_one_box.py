@@ -22,6 +22,7 @@ from tests.integration.conftest import (
     MediaServer,
     Pipeline,
     free_port,
+    kill_tree,
     launch_up,
     start_pipeline,
     wait_for,
@@ -33,12 +34,10 @@ MiB = 2**20
 pytestmark = pytest.mark.integration
 
 
-def _kill_tree(pid: int) -> None:
-    """SIGKILL `up` and everything under it (the worker, the broker, a decoder child)."""
-    root = psutil.Process(pid)
-    for process in [*root.children(recursive=True), root]:
-        process.kill()
-    psutil.wait_procs([root], timeout=30)
+def _submit(pipeline: Pipeline, url: str) -> str:
+    result = pipeline.cli("submit", url)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
 
 
 def _states(pipeline: Pipeline, ids: list[str]) -> dict[str, str]:
@@ -53,16 +52,14 @@ def test_kill_9_of_the_whole_box_then_up_again_ends_every_media_indexed(
         (media_server.root / speech.path.name).write_bytes(speech.path.read_bytes())
     own_broker = f"127.0.0.1:{free_port()}"  # nobody listens: `up` starts Tansu there
     box = start_pipeline(own_broker, tmp_path / "data", 1, "--single-process")
-    ids = []
-    for speech in speeches:
-        result = box.cli("submit", media_server.url(speech.path.name))
-        assert result.returncode == 0, result.stderr
-        ids.append(result.stdout.strip())
-    # accepted: the ledger knows all three (`submit` records a request on the pipeline's host)
-    in_flight = wait_for(lambda: "" not in _states(box, ids).values() and _states(box, ids), 60,
-                         "the ledger to know every media")  # fmt: skip
-    assert set(in_flight.values()) & {"requested", "transcribing"}, in_flight
-    _kill_tree(box.process.pid)
+    try:
+        ids = [_submit(box, media_server.url(speech.path.name)) for speech in speeches]
+        # accepted: the ledger knows all three (`submit` records it on the pipeline's host)
+        in_flight = wait_for(lambda: "" not in _states(box, ids).values() and _states(box, ids),
+                             60, "the ledger to know every media")  # fmt: skip
+        assert set(in_flight.values()) & {"requested", "transcribing"}, in_flight
+    finally:
+        kill_tree(box.process.pid)
 
     box = launch_up(box.env, box.data_dir, ["--single-process"])
     try:
