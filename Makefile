@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SOURCES := src libs/common/src services/ingest/src services/transcribe/src services/embed/src
 
-.PHONY: install up test lint bench bench-index docs clean
+.PHONY: install up test test-pinecone lint bench bench-index bench-box docs clean
 
 install: $(STAMP)
 
@@ -44,6 +44,13 @@ bench: install
 # replaces its own section of docs/benchmarks.md
 bench-index: install
 	$(PY) -m bench.index
+
+# one small box (run as root): `up --single-process` in a 512 MiB memory cgroup on 180 minutes
+# of speech by URL plus a 60-minute local file, beside the multi-process stack; the embedded
+# broker over 1 GB of traffic. BOX_ARGS="--soak 8" adds 8 hours of soak. Appends or replaces its
+# own section of docs/benchmarks.md
+bench-box: install
+	$(PY) -m bench.box $(BOX_ARGS)
 
 docs: install
 	$(PY) -m streamscribe.cli.settings_table README.md

@@ -14,9 +14,10 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Sequence
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import psutil
 
@@ -58,7 +59,17 @@ class MediaServer:
 
 
 class Stack:
-    def __init__(self, work_dir: Path, **settings: str) -> None:
+    """`up_args` go after `streamscribe up` (e.g. `--single-process`); `prefix` goes before it
+    (e.g. a shell that enters a cgroup, then execs the rest)."""
+
+    def __init__(
+        self,
+        work_dir: Path,
+        *,
+        up_args: Sequence[str] = (),
+        prefix: Sequence[str] = (),
+        **settings: str,
+    ) -> None:
         data = work_dir / f"stack-{uuid.uuid4().hex[:6]}"
         self.ports = {name: free_port() for name in SERVICES}
         self.env = {
@@ -72,19 +83,30 @@ class Stack:
             **settings,
         }
         self.data = data
+        self.command = [*prefix, STREAMSCRIBE, "up", *up_args]
         self.process: subprocess.Popen[str] | None = None
+        self.lines: list[str] = []  # up's stdout (its status lines), as they come
 
     def __enter__(self) -> Stack:
         self.data.mkdir(parents=True)
         with (self.data / "up.log").open("w") as log:
             self.process = subprocess.Popen(
-                [STREAMSCRIBE, "up"], env=self.env, stdout=subprocess.PIPE, stderr=log, text=True
+                self.command, env=self.env, stdout=subprocess.PIPE, stderr=log, text=True
             )
         assert self.process.stdout is not None
         for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
             if "streamscribe ready" in line:
+                # keep reading: later status lines (restarts, recycles) must not fill the pipe
+                threading.Thread(
+                    target=self._follow, args=(self.process.stdout,), daemon=True
+                ).start()
                 return self
         raise RuntimeError(f"stack did not start: see {self.data / 'up.log'}")
+
+    def _follow(self, stdout: IO[str]) -> None:
+        for line in stdout:
+            self.lines.append(line.rstrip("\n"))
 
     def __exit__(self, *_: object) -> None:
         assert self.process is not None
