@@ -46,6 +46,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from bench.media import speech_of_minutes
 from bench.peaks import Measured, high_water_mark, run_measured
+from bench.report import write_section
 from bench.stack import STREAMSCRIBE, MediaServer, Stack
 
 MiB = 2**20
@@ -969,20 +970,6 @@ def render(
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace this section in `path` (up to the next `## ` heading), or append it."""
-    lines = path.read_text().splitlines() if path.exists() else []
-    if SECTION in lines:
-        start = lines.index(SECTION)
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        kept = lines[:start] + section.rstrip("\n").splitlines() + [""] + lines[end:]
-    else:
-        kept = [*lines, "", *section.rstrip("\n").splitlines()]
-    path.write_text("\n".join(kept).rstrip("\n") + "\n")
-
-
 @contextlib.contextmanager
 def _terminated_as_exit() -> Iterator[None]:
     """SIGTERM unwinds like Ctrl-C, so the cgroup is removed and processes stopped."""
@@ -1044,7 +1031,7 @@ def main() -> None:
     if failures:
         report = report.rstrip("\n") + "\n\nFailed: " + "; ".join(failures) + "\n"
     print(report)
-    write_section(args.out, report)
+    write_section(args.out, SECTION, report)
 
 
 if __name__ == "__main__":

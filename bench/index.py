@@ -48,6 +48,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bench.peaks import high_water_mark, run_measured
+from bench.report import write_section
 from bench.stack import STREAMSCRIBE, free_port
 from streamscribe.cli.supervisor import WORKER_MALLOC
 from streamscribe.embed.store.index import CANDIDATES
@@ -866,21 +867,6 @@ def render(results: Results, command: str) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace the section in `path` (up to the next `## ` heading), or append it."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    lines = text.splitlines()
-    if SECTION in lines:
-        start = lines.index(SECTION)
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        kept = lines[:start] + section.rstrip("\n").splitlines() + [""] + lines[end:]
-    else:
-        kept = [*lines, "", *section.rstrip("\n").splitlines()]
-    path.write_text("\n".join(kept).rstrip("\n") + "\n")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -944,7 +930,7 @@ def run_all(out: Path, patience: float = 600) -> None:
         search_peak, status, cli_import, (load_before, load_average()),
     )  # fmt: skip
     report = render(results, "make bench-index")
-    write_section(out, report)
+    write_section(out, SECTION, report)
     print(report)
 
 
