@@ -63,6 +63,7 @@ MESSAGE_BYTES = 100_000  # about one media.audio message
 STEP_BYTES = 100 * MB
 SOAK_MINUTES = 10.0
 RECYCLED = "broker: recycled"
+STOPPING = "stopping"  # samples while the pipeline stops: kept in the CSV, not in the report
 T = TypeVar("T")
 
 
@@ -543,6 +544,7 @@ def measure_box(server: MediaServer, long: Path, local: Path, soak_hours: float,
                   f"{inputs.file.name} {inputs.file.state}", flush=True)  # fmt: skip
             soak = run_soak(stack, server, soak_hours) if soak_hours > 0 else None
             time.sleep(2 * SAMPLE_SECONDS)
+            sampler.phase(STOPPING)
         up_lines, counts, guard = events(stack)
         sampler.write_csv(logs / "box-samples.csv")
         return Box(
@@ -759,6 +761,14 @@ def ok(passed: bool) -> str:
     return "✅" if passed else "❌"
 
 
+def _together(inputs: Inputs) -> MediaRun:
+    """Both media as one: their audio over the longer wall time (they ran at the same time)."""
+    runs = (inputs.long, inputs.file)
+    walls = [r.seconds for r in runs if r.seconds is not None]
+    seconds = max(walls) if len(walls) == len(runs) else None
+    return MediaRun("both", sum(r.minutes for r in runs), seconds=seconds)
+
+
 def _wall(run: MediaRun) -> str:
     if run.seconds is None:
         return "n/a"
@@ -788,12 +798,39 @@ def _submitted(inputs: Inputs | None, decoder: bool) -> str:
     return mib(inputs.decoder if decoder else inputs.submit.peak_bytes)
 
 
+class Load:
+    """The host's 1-minute load average every 15 s while the benchmark runs."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.values.append(os.getloadavg()[0])
+            self._stop.wait(15)
+
+    def __str__(self) -> str:
+        if not self.values:
+            return "not sampled"
+        mean = sum(self.values) / len(self.values)
+        return f"mean {mean:.1f}, max {max(self.values):.1f}"
+
+
 def render(
     box: Box,
     multi: Multi | None,
     bounded: Bounded | None,
     command: str,
-    load: tuple[tuple[float, ...], tuple[float, ...]],
+    load: Load,
     logs: Path,
 ) -> str:
     s = box.sampler
@@ -804,9 +841,9 @@ def render(
         SECTION,
         "",
         f"Made by `{command}` on {time.strftime('%Y-%m-%d')}: this machine, 2 cores, no GPU, "
-        f"Linux {platform.release()}, cgroup {box.cgroup_version}; other work "
-        f"ran on it at the same time (load average {load[0][0]:.1f} at the start, "
-        f"{load[1][0]:.1f} at the end), so wall times are only indicative. Memory in MiB.",
+        f"Linux {platform.release()}, cgroup {box.cgroup_version}. Other work ran on it at the "
+        f"same time (1-minute load average during the run: {load}; this benchmark alone keeps "
+        f"about 2 busy), so wall times are only indicative. Memory in MiB.",
         "",
         f"The box: a memory cgroup with a 512 MiB limit (swap limited alike), "
         f"`streamscribe up --single-process` inside it (the embedded Tansu broker, `up` and one "
@@ -816,7 +853,10 @@ def render(
         f"publishes the chunks itself). The multi-process stack (`up`, one process per stage, "
         f"no cgroup) took the same two inputs the same way, in the same run, after the box. "
         f"Samples every {SAMPLE_SECONDS} s; per-process peaks are each process's own high-water "
-        f"mark (VmHWM), the largest seen for that role.",
+        f"mark (VmHWM), the largest seen for that role. The embed model's int8 ONNX export is "
+        f"made once beforehand, outside the cgroup, and shared (`STREAMSCRIBE_EMBED__ONNX_DIR`): "
+        f"a worker that makes it at first start does so in a child that loads torch, which the "
+        f"512 MiB limit OOM-kills. The Whisper int8 copy is written at first start, in the box.",
         "",
         "| media | box: state | box: wall (audio x) | stack: state | stack: wall (audio x) |",
         "|---|---|---|---|---|",
@@ -831,6 +871,9 @@ def render(
             f"| {in_stack.state if in_stack else 'not run'} "
             f"| {_wall(in_stack) if in_stack else 'n/a'} |"
         )
+    ours_both = _wall(_together(box.inputs))
+    theirs_both = _wall(_together(multi.inputs)) if multi else "n/a"
+    lines.append(f"| both, first submit to last indexed | | {ours_both} | | {theirs_both} |")
     lines += [
         "",
         "| the box's cgroup | MiB |",
@@ -843,7 +886,7 @@ def render(
         f"| peak sampled page cache (`total_cache`) | {mib(cache.cache if cache else None)} |",
         f"| peak sampled sum of the processes' RSS | {mib(s.peak_sum())} |",
         f"| OOM kills (`oom_kill` before → after) | {box.oom_before} → {box.oom_after} |",
-        f"| `memory.failcnt` (times usage hit the limit) | {box.failcnt} |",
+        f"| `memory.failcnt` (charges the limit refused) | {box.failcnt} |",
     ]
     if anon:
         at = ", ".join(f"{k} {mib(v)}" for k, v in sorted(anon.rss.items()) if v)
@@ -855,22 +898,22 @@ def render(
         "|---|---|---|---|---|---|---|",
     ]
     for name, samples in s.in_phases():
-        if not samples:
+        if not samples or name == STOPPING:
             continue
         anons = sorted(x.anon for x in samples)
         workers = sorted(x.rss.get("worker all", 0) for x in samples)
         lines.append(
             f"| {name} | {samples[0].at / 60:.1f} min | {mib(anons[len(anons) // 2])} "
             f"| {mib(anons[-1])} | {mib(workers[len(workers) // 2])} | {mib(workers[-1])} "
-            f"| {mib(samples[-1].rss.get('broker', 0))} |"
+            f"| {mib(samples[-1].rss.get('broker'))} |"
         )
     lines += [
         "",
         "Usage and its kernel high-water mark count the page cache the box caused: the "
         "downloaded media in the temp dir, the SQLite file and its WAL, the model files read. "
         "The kernel reclaims clean cache when the cgroup reaches its limit rather than kill "
-        "anything (each reclaim at the limit counts in `failcnt`), so usage near the limit is "
-        "expected and harmless; anonymous memory (`total_rss`) cannot be reclaimed without swap "
+        "anything, so usage at the limit is expected and harmless (`failcnt` counts the charges "
+        "the limit refused); anonymous memory (`total_rss`) cannot be reclaimed without swap "
         "and is what the OOM killer acts on, so the target is on anon. The memory guard measures "
         "the same figure (the whole cgroup's anon) against the limit: it pauses consumption at "
         "90% (461 MiB) and resumes below 80%.",
@@ -884,13 +927,25 @@ def render(
         if multi:
             named = (f"{label.removeprefix('worker ')} {mib(multi.sampler.peaks.get(label))}"
                      for label in stack_labels)  # fmt: skip
-            theirs = " / ".join(named)
+            theirs = (
+                " / ".join(named)
+                if len(stack_labels) > 1
+                else mib(multi.sampler.peaks.get(stack_labels[0]))
+            )
         lines.append(f"| {title} | {ours} | {theirs} |")
-    ours_sum = sum(v for k, v in s.peaks.items() if k != "submit")
-    theirs_sum = sum(multi.sampler.peaks.values()) if multi else 0
+    box_rows = {label for _, labels, _ in PROCESS_ROWS for label in labels}
+    stack_rows = {label for _, _, labels in PROCESS_ROWS for label in labels}
+    ours_sum = sum(v for k, v in s.peaks.items() if k in box_rows)
+    theirs_sum = sum(v for k, v in multi.sampler.peaks.items() if k in stack_rows) if multi else 0
     lines.append(
         f"| sum of the peaks above | {mib(ours_sum)} | {mib(theirs_sum) if multi else 'n/a'} |"
     )
+    others = {k: v for k, v in s.peaks.items() if k not in box_rows}
+    if multi:
+        others |= {f"{k} (stack)": v for k, v in multi.sampler.peaks.items() if k not in stack_rows}
+    if others:
+        listed = ", ".join(f"{k} {mib(v)}" for k, v in sorted(others.items()))
+        lines.append(f"| other processes seen (short-lived) | {listed} | |")
     lines.append(
         f"| peak sampled sum of RSS | {mib(s.peak_sum())} "
         f"| {mib(multi.sampler.peak_sum()) if multi else 'n/a'} |"
@@ -927,8 +982,11 @@ def render(
             f"`STREAMSCRIBE_EMBEDDED__IDLE_SECONDS=5`, `CHECK_SECONDS=2` and the default recycle "
             f"mark (64 MiB); {MESSAGE_BYTES // 1000} KB messages to `{SCRATCH_TOPIC}`, a topic "
             f"nothing consumes, in {STEP_BYTES // MB} MB steps, each followed by a pause long "
-            f"enough for an idle recycle. Broker RSS at start {mib(bounded.baseline)}; recycles "
-            f"seen {bounded.recycles}; broker pids {bounded.pids}.",
+            f"enough for an idle recycle. `up` is held (SIGSTOP) while a step is published and "
+            f"let go (SIGCONT) after it: its idleness check knows only the pipeline's own "
+            f"traffic, so it would recycle the broker in the middle of a step. Broker RSS at "
+            f"start {mib(bounded.baseline)}; recycles seen {bounded.recycles}; broker pids "
+            f"{bounded.pids}.",
             "",
             "| published | broker RSS after the step | after the pause | recycled |",
             "|---|---|---|---|",
@@ -938,8 +996,15 @@ def render(
                 f"| {step.published / MB:.0f} MB | {mib(step.after_step)} | {mib(step.settled)} "
                 f"| {'yes' if step.recycled else 'no'} |"
             )
-        said = "; ".join(f"`{line}`" for line in bounded.up_lines) or "nothing"
-        lines += ["", f"`up` printed after `streamscribe ready`: {said}."]
+        recycling = sum("broker: recycling" in line for line in bounded.up_lines)
+        recycled = sum(RECYCLED in line for line in bounded.up_lines)
+        rest = [line for line in bounded.up_lines if not line.startswith("broker: recycl")]
+        said = "".join(f"; `{line}`" for line in rest)
+        lines += [
+            "",
+            f"`up` printed `broker: recycling the embedded broker (… MiB, idle)` {recycling} "
+            f"times and `broker: recycled; streamscribe ready` {recycled} times{said}.",
+        ]
         if bounded.error:
             lines.append(f"The steps ended early: {bounded.error}.")
     lines += ["", "| target | measured | met |", "|---|---|---|"]
@@ -1002,7 +1067,6 @@ def main() -> None:
     command = f"python -m bench.box {given}".strip()
     if "MAKELEVEL" in os.environ:  # run by `make bench-box`
         command = f'make bench-box BOX_ARGS="{given}"' if given else "make bench-box"
-    load_start = os.getloadavg()
     long = speech_of_minutes(args.minutes_long, OUT)
     local = speech_of_minutes(args.minutes_file, OUT)
     failures: list[str] = []
@@ -1016,7 +1080,7 @@ def main() -> None:
             failures.append(f"{name}: {exc!r}")
             return None
 
-    with _terminated_as_exit():
+    with _terminated_as_exit(), Load() as load:
         try:
             with MediaServer(OUT) as server:
                 box = measure_box(server, long, local, args.soak, logs)
@@ -1027,7 +1091,7 @@ def main() -> None:
             bounded = attempt("broker", lambda: measure_broker(total)) if total else None
         finally:
             stop_left(psutil.Process().children(recursive=True), grace=5)
-    report = render(box, multi, bounded, command, (load_start, os.getloadavg()), logs)
+    report = render(box, multi, bounded, command, load, logs)
     if failures:
         report = report.rstrip("\n") + "\n\nFailed: " + "; ".join(failures) + "\n"
     print(report)
