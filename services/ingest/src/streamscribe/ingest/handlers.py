@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -10,6 +11,7 @@ from faststream.kafka.annotations import KafkaMessage
 from streamscribe.common import metrics
 from streamscribe.common.consumer import subscribe
 from streamscribe.common.delivery import Delivery, publish_event
+from streamscribe.common.drain import draining
 from streamscribe.common.events import AudioChunk, MediaRequested
 from streamscribe.common.tempfiles import TempRoot
 from streamscribe.ingest.chunker import ChunkLimits
@@ -20,6 +22,8 @@ from streamscribe.ingest.settings import IngestSection, IngestSettings
 from streamscribe.ingest.urlguard import UrlPolicy, check_url
 
 STAGE = "ingest"
+
+log = logging.getLogger(__name__)
 
 
 class Resources:
@@ -69,6 +73,11 @@ def register(broker: KafkaBroker, settings: IngestSettings, resources: Resources
 
     async def ingest(request: MediaRequested) -> None:
         media = MediaRef(request.resolved_id, request.url, request.language, request.run)
+        if draining(settings.data_dir):
+            # the ledger holds the request as unfinished: `up` requests it again once the
+            # embedded broker has been recycled (common/drain.py)
+            log.info("media %s waits: the embedded broker is being recycled", media.media_id)
+            return
         await asyncio.to_thread(check_url, request.url, policy)
         await resources.temp.wait_for_room(section.temp_quota_bytes)
         with resources.temp.job(media.media_id) as job_dir:
