@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from streamscribe.common.errors import StreamscribeError
 from streamscribe.common.kafka import ensure_topics
@@ -50,7 +51,8 @@ class Format(StrEnum):
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    errors.print(f"[red]error:[/red] {message}", highlight=False)
+    # a Text, not markup: messages quote yt-dlp ("[generic] ...") and URLs verbatim
+    errors.print(Text.assemble(("error:", "red"), " ", message), highlight=False)
     return typer.Exit(code)
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import yt_dlp
+from yt_dlp.networking import Request
+from yt_dlp.networking.exceptions import RequestError
 from yt_dlp.utils import DownloadError
 
 from streamscribe.common.errors import MediaError, TransientError
@@ -36,6 +38,13 @@ _REDIRECT = re.compile(r"HTTP Error 30[12378]", re.IGNORECASE)
 _NEEDS_FFMPEG = re.compile(r"ffmpeg could not be found|ffmpeg is not installed", re.IGNORECASE)
 _EMPTY = re.compile(r"Did not get any data blocks")
 _UNSUPPORTED = re.compile(r"Unsupported URL|no video formats|Requested format is not available")
+# What a server may call media. yt-dlp's generic extractor returns any response that is not
+# HTML as "a direct video link", so a text file would reach the decoder and fail there.
+_MEDIA_TYPES = re.compile(
+    r"^(audio/|video/|application/(ogg|octet-stream|x-mpegurl|vnd\.apple\.mpegurl|dash\+xml|"
+    r"mp4|x-matroska)|binary/octet-stream)",
+    re.IGNORECASE,
+)
 # Protocols yt-dlp downloads itself, through the proxy: no rtmp, rtsp, mms or websockets.
 _PROTOCOLS = "[protocol~='^(https?|m3u8(_native)?|http_dash_segments)$']"
 
@@ -87,6 +96,7 @@ def _fetch(
     with yt_dlp.YoutubeDL(_options(job_dir, limits, proxy.url)) as ydl:
         info = _probe(ydl, url)
         _check(info, limits, policy)
+        _check_content_type(ydl, info)
         proxy.start_download()
         try:
             ydl.process_ie_result(info, download=True)
@@ -159,6 +169,24 @@ def _check(info: dict[str, Any], limits: DownloadLimits, policy: UrlPolicy) -> N
     for fmt in info.get("requested_formats") or [info]:
         if fmt.get("url"):
             check_url(str(fmt["url"]), policy)
+
+
+def _check_content_type(ydl: yt_dlp.YoutubeDL, info: dict[str, Any]) -> None:
+    """A "direct link" found by the generic extractor must be served as media: ask the server
+    (through the proxy) what it is before downloading it. A GET whose body is left unread:
+    servers answer HEAD less reliably than GET."""
+    if not info.get("direct") or info.get("extractor_key") != "Generic" or not info.get("url"):
+        return
+    try:
+        with ydl.urlopen(Request(str(info["url"]))) as response:
+            seen = str(response.headers.get("Content-Type") or "").split(";")[0].strip()
+    except (RequestError, OSError):
+        return  # the download will meet (and report) the same error
+    if seen and not _MEDIA_TYPES.match(seen):
+        raise MediaError(
+            Reason.UNSUPPORTED_MEDIA,
+            f"{info['url']} is served as {seen}, not as audio or video: nothing to transcribe",
+        )
 
 
 def _classify(exc: DownloadError) -> Exception:
