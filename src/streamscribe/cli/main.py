@@ -257,7 +257,7 @@ def status(
         detail = f"{failure['reason']}: {failure['detail']}" if failure else ""
         table.add_row(
             row["media_id"],
-            row["state"],
+            " ".join(filter(None, (row["state"], row["source"], row["language"]))),
             f"{chunks['stored']}/{chunks['total'] or '?'}",
             escape(detail or (row["source_url"] or "")),
         )
@@ -296,11 +296,11 @@ def search(
     for hit in hits:
         table.add_row(
             f"{hit.score:.3f}",
-            hit.media_id,
+            " ".join(filter(None, (hit.media_id, hit.source, hit.language))),
             f"{hit.start:.1f}",
             f"{hit.end:.1f}",
             escape(hit.text),
-            hit.source_url,
+            escape(hit.source_url),
         )
     console.print(table)
 
@@ -313,7 +313,7 @@ def transcript(
     """Print the transcript of one indexed media (streamed, any length)."""
     from streamscribe.embed.settings import EmbedSettings
     from streamscribe.embed.store.ledger import open_ledger
-    from streamscribe.embed.transcript_format import render
+    from streamscribe.embed.transcript_format import About, render
 
     try:
         ledger = open_ledger(_settings(EmbedSettings))
@@ -329,7 +329,8 @@ def transcript(
                 f"{media_id} is {record.state}, {record.chunks_stored}/{total} chunks stored: "
                 f"no whole transcript yet (see `streamscribe status {media_id}`)"
             )
-        for block in render(ledger.segments(media_id), fmt.value):
+        about = About(media_id, record.language, record.source)
+        for block in render(ledger.segments(media_id), fmt.value, about):
             sys.stdout.write(block)
     finally:
         ledger.close()

@@ -27,7 +27,7 @@ from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens
 
 from streamscribe.common import models as common_models
-from streamscribe.common.events import Segment
+from streamscribe.common.events import Segment, Word
 from streamscribe.transcribe.int8_model import ensure_int8
 from streamscribe.transcribe.settings import TranscribeSection
 
@@ -131,11 +131,14 @@ class Transcriber:
             best_of=self.section.best_of,
             vad_filter=self.section.vad_filter,
             condition_on_previous_text=False,  # chunks are independent; avoids repetition loops
+            word_timestamps=True,
         )
         return Transcription(
             language=info.language,
             segments=[
-                Segment(start=offset + s.start, end=offset + s.end, text=s.text.strip())
+                _timed_segment(
+                    s.text, [w._asdict() for w in s.words or []], offset, (s.start, s.end)
+                )
                 for s in segments
                 if s.text.strip()
             ],
@@ -200,7 +203,42 @@ def _sentences(words: list[dict[str, Any]], offset: float) -> Iterator[Segment]:
 
 
 def _segment(words: list[dict[str, Any]], offset: float) -> Iterator[Segment]:
-    text = "".join(str(word["word"]) for word in words).strip()
-    if text:
-        start, end = float(words[0]["start"]), float(words[-1]["end"])
-        yield Segment(start=offset + start, end=offset + end, text=text)
+    text = "".join(str(word["word"]) for word in words)
+    if text.strip():
+        span = (float(words[0]["start"]), float(words[-1]["end"]))
+        yield _timed_segment(text, words, offset, span)
+
+
+def _timed_segment(
+    text: str, words: list[dict[str, Any]], offset: float, span: tuple[float, float]
+) -> Segment:
+    """A segment with its words, times absolute and rounded to the millisecond; each word starts
+    where the one before ended at the earliest, so word times increase inside the segment."""
+    timed: list[Word] = []
+    start = end = _ms(offset + span[0])
+    for begin_at, end_at, spelled, probability in _joined(words):
+        begin = max(_ms(offset + begin_at), end if timed else start)
+        end = max(_ms(offset + end_at), begin)
+        timed.append(Word(start=begin, end=end, word=spelled, probability=probability))
+    end = max(end, _ms(offset + span[1]))
+    return Segment(start=start, end=end, text=text.strip(), words=timed or None)
+
+
+def _joined(words: list[dict[str, Any]]) -> list[tuple[float, float, str, float]]:
+    """Words as (start, end, text, probability). A piece aligned on its own that the text
+    writes against the word before it ("midnight" "." or "all" "-field") joins that word."""
+    joined: list[tuple[float, float, str, float]] = []
+    for word in words:
+        raw = str(word["word"])
+        spelled = raw.strip()
+        probability = min(max(float(word.get("probability", 1.0)), 0.0), 1.0)
+        if joined and spelled and raw[0] == spelled[0] and not spelled[0].isalnum():
+            begin, _, before, kept = joined.pop()
+            joined.append((begin, float(word["end"]), before + spelled, kept))
+        elif spelled:
+            joined.append((float(word["start"]), float(word["end"]), spelled, probability))
+    return joined
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds, 3)
