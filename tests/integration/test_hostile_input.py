@@ -191,9 +191,16 @@ def canary() -> Iterator[Canary]:
         yield served
 
 
-def submit_all(pipeline: Pipeline, urls: list[str]) -> list[str]:
-    """Publish a `media.requested` for each URL with one producer; return the media ids."""
-    events = [MediaRequested(url=url) for url in urls]
+def submit_all(
+    pipeline: Pipeline, urls: list[str], captions: list[str | None] | None = None
+) -> list[str]:
+    """Publish a `media.requested` for each URL (with its `captions` mode, if given) with one
+    producer; return the media ids."""
+    modes = captions or [None] * len(urls)
+    events = [
+        MediaRequested.model_validate({"url": url, "captions": mode})
+        for url, mode in zip(urls, modes, strict=True)
+    ]
 
     async def send() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=pipeline.bootstrap, acks="all")

@@ -111,6 +111,9 @@ class MediaRequested(Event):
     media_id: str | None = Field(None, pattern=MEDIA_ID_PATTERN)
     language: str | None = Field(None, pattern=r"^[a-z]{2,3}$")
     run: str | None = Field(None, pattern=RUN_PATTERN, description=RUN_DESCRIPTION)
+    captions: Literal["prefer", "never", "only"] | None = Field(
+        None, description="Overrides ingest's captions setting for this media."
+    )
 
     @property
     def resolved_id(self) -> str:

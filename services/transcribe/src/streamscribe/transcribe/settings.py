@@ -34,7 +34,10 @@ class TranscribeSection(ServiceSection):
     )
     language: str | None = Field(
         None,
-        description="Force a language; else the event's, else detected (English-only models: en).",
+        pattern=r"^[a-z]{2,3}$",
+        description="Force a language (ISO 639); else the event's, else detected. An "
+        "English-only model (tiny.en) refuses any other: at start for this setting, with "
+        "`unsupported_language` for an event's.",
     )
     vad_filter: bool = Field(
         False,

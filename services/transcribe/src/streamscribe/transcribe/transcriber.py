@@ -27,7 +27,8 @@ from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens
 
 from streamscribe.common import models as common_models
-from streamscribe.common.events import Segment, Word
+from streamscribe.common.errors import ConfigError, MediaError
+from streamscribe.common.events import Reason, Segment, Word
 from streamscribe.transcribe.int8_model import ensure_int8
 from streamscribe.transcribe.settings import TranscribeSection
 
@@ -82,13 +83,31 @@ class Transcriber:
             local_files_only=not section.allow_download,
         )
         self.multilingual = bool(self.model.model.is_multilingual)
+        if section.language:
+            self.check_language(section.language, "STREAMSCRIBE_TRANSCRIBE__LANGUAGE")
         self.options = self._options()
+
+    def check_language(self, language: str | None, asked_by: str = "the request") -> str | None:
+        """The language to decode in (None: detect it). An English-only model refuses another
+        language at once: it would write confident English nonsense."""
+        language = self.section.language or language
+        if self.multilingual:
+            return language
+        if language not in (None, "en"):
+            detail = (
+                f"{asked_by} asks for language {language!r}, but the transcription model "
+                f"{self.section.model!r} knows English only: set STREAMSCRIBE_TRANSCRIBE__MODEL "
+                "to a multilingual Whisper model (a path, or a name such as `small` with "
+                "STREAMSCRIBE_TRANSCRIBE__ALLOW_DOWNLOAD=true)"
+            )
+            if asked_by != "the request":
+                raise ConfigError(detail)
+            raise MediaError(Reason.UNSUPPORTED_LANGUAGE, detail)
+        return "en"
 
     def transcribe(self, audio: np.ndarray, offset: float, language: str | None) -> Transcription:
         """Transcribe one chunk; segment times come back absolute in the media."""
-        language = self.section.language or language
-        if not self.multilingual:
-            language = "en"
+        language = self.check_language(language)
         if self.section.vad_filter or audio.size > WINDOW_SAMPLES + WINDOW_SLACK_SAMPLES:
             return self._transcribe_windows(audio, offset, language)
         return self._transcribe_window(audio[:WINDOW_SAMPLES], offset, language)
