@@ -93,26 +93,20 @@ class Transcriber:
             local_files_only=not section.allow_download,
         )
         self.multilingual = bool(self.model.model.is_multilingual)
-        if section.language:
-            self.check_language(section.language, "STREAMSCRIBE_TRANSCRIBE__LANGUAGE")
+        if section.language not in (None, "en") and not self.multilingual:
+            asked = f"STREAMSCRIBE_TRANSCRIBE__LANGUAGE={section.language}"
+            raise ConfigError(_english_only(section, asked))
         self.options = self._options()
 
-    def check_language(self, language: str | None, asked_by: str = "the request") -> str | None:
+    def check_language(self, language: str | None) -> str | None:
         """The language to decode in (None: detect it). An English-only model refuses another
         language at once: it would write confident English nonsense."""
         language = self.section.language or language
         if self.multilingual:
             return language
         if language not in (None, "en"):
-            detail = (
-                f"{asked_by} asks for language {language!r}, but the transcription model "
-                f"{self.section.model!r} knows English only: set STREAMSCRIBE_TRANSCRIBE__MODEL "
-                "to a multilingual Whisper model (a path, or a name such as `small` with "
-                "STREAMSCRIBE_TRANSCRIBE__ALLOW_DOWNLOAD=true)"
-            )
-            if asked_by != "the request":
-                raise ConfigError(detail)
-            raise MediaError(Reason.UNSUPPORTED_LANGUAGE, detail)
+            asked = f"the request's language {language!r}"
+            raise MediaError(Reason.UNSUPPORTED_LANGUAGE, _english_only(self.section, asked))
         return "en"
 
     def transcribe(self, audio: np.ndarray, offset: float, language: str | None) -> Transcription:
@@ -190,6 +184,14 @@ class Transcriber:
                 "suppress_tokens": get_suppressed_tokens(tokenizer, _DEFAULTS["suppress_tokens"]),
             }
         )
+
+
+def _english_only(section: TranscribeSection, asked: str) -> str:
+    return (
+        f"{asked} cannot be transcribed: the model {section.model!r} knows English only. Set "
+        "STREAMSCRIBE_TRANSCRIBE__MODEL to a multilingual Whisper model: bundled:base (offline), "
+        "a path, or a name such as `small` with STREAMSCRIBE_TRANSCRIBE__ALLOW_DOWNLOAD=true"
+    )
 
 
 def _transcribe_defaults() -> dict[str, Any]:
