@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from streamscribe.cli.main import app
-from streamscribe.embed.store.ledger import Ledger
+from streamscribe.embed.store.ledger import Ledger, MediaRecord
 from tests.factories import transcript_chunk as chunk
 
 # no broker listens here: these commands must not need one
@@ -59,3 +60,35 @@ def test_status_reads_the_ledger(env: dict[str, str], tmp_path: Path) -> None:
     missing = CliRunner().invoke(app, ["status", "nope"], env=env)
     assert missing.exit_code == 1
     assert "no media nope" in missing.output
+
+
+YTDLP_404 = "ERROR: [generic] talk: Unable to download webpage: HTTP Error 404 [/x]"
+
+
+def test_messages_are_shown_verbatim(env: dict[str, str], tmp_path: Path) -> None:
+    """yt-dlp's "[generic]" and any bracket are text, never Rich markup."""
+    ledger = Ledger(tmp_path / "streamscribe.db")
+    failure = {"stage": "ingest", "reason": "not_found", "detail": YTDLP_404}
+    ledger.fail("gone", None, failure, None)
+    table = CliRunner().invoke(app, ["status"], env={**env, "COLUMNS": "400"})
+    assert table.exit_code == 0, table.output
+    assert YTDLP_404 in table.output
+    refused = CliRunner().invoke(app, ["transcript", "[generic]"], env=env)
+    assert refused.exit_code == 1
+    assert "no media [generic]" in refused.output
+
+
+async def test_wait_prints_a_failure_verbatim() -> None:
+    from rich.console import Console
+
+    from streamscribe.cli.progress import show_progress
+
+    failure = {"stage": "ingest", "reason": "not_found", "detail": YTDLP_404}
+    record = MediaRecord("m", "r", "failed", None, None, 0, 0, failure, 0.0, 0.0, None)
+
+    async def records() -> AsyncIterator[MediaRecord]:
+        yield record
+
+    out = Console(record=True, width=400)
+    assert await show_progress(records(), 10, out) == 1
+    assert f"failed at ingest: not_found: {YTDLP_404}" in out.export_text()

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from streamscribe.common.errors import StreamscribeError
 from streamscribe.common.kafka import ensure_topics
@@ -50,7 +51,8 @@ class Format(StrEnum):
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    errors.print(f"[red]error:[/red] {message}", highlight=False)
+    # a Text, not markup: messages quote yt-dlp ("[generic] ...") and URLs verbatim
+    errors.print(Text.assemble(("error:", "red"), " ", message), highlight=False)
     return typer.Exit(code)
 
 
@@ -255,7 +257,7 @@ def status(
         detail = f"{failure['reason']}: {failure['detail']}" if failure else ""
         table.add_row(
             row["media_id"],
-            row["state"],
+            " ".join(filter(None, (row["state"], row["source"], row["language"]))),
             f"{chunks['stored']}/{chunks['total'] or '?'}",
             escape(detail or (row["source_url"] or "")),
         )
@@ -294,11 +296,11 @@ def search(
     for hit in hits:
         table.add_row(
             f"{hit.score:.3f}",
-            hit.media_id,
+            " ".join(filter(None, (hit.media_id, hit.source, hit.language))),
             f"{hit.start:.1f}",
             f"{hit.end:.1f}",
             escape(hit.text),
-            hit.source_url,
+            escape(hit.source_url),
         )
     console.print(table)
 
@@ -311,7 +313,7 @@ def transcript(
     """Print the transcript of one indexed media (streamed, any length)."""
     from streamscribe.embed.settings import EmbedSettings
     from streamscribe.embed.store.ledger import open_ledger
-    from streamscribe.embed.transcript_format import render
+    from streamscribe.embed.transcript_format import About, render
 
     try:
         ledger = open_ledger(_settings(EmbedSettings))
@@ -327,7 +329,8 @@ def transcript(
                 f"{media_id} is {record.state}, {record.chunks_stored}/{total} chunks stored: "
                 f"no whole transcript yet (see `streamscribe status {media_id}`)"
             )
-        for block in render(ledger.segments(media_id), fmt.value):
+        about = About(media_id, record.language, record.source)
+        for block in render(ledger.segments(media_id), fmt.value, about):
             sys.stdout.write(block)
     finally:
         ledger.close()
