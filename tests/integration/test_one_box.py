@@ -133,9 +133,7 @@ def test_a_grown_idle_broker_is_recycled_keeping_status_and_dead_letters(
         STREAMSCRIBE_EMBEDDED__IDLE_SECONDS="2",
         STREAMSCRIBE_EMBEDDED__CHECK_SECONDS="1",
     )  # fmt: skip
-    said: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [said.put(line) for line in box.process.stdout or ()],
-                     daemon=True).start()  # fmt: skip
+    said = _Said(box)
     try:
         indexed = box.cli("submit", media_server.url(short_speech.path.name), "--wait")
         assert indexed.returncode == 0, indexed.stderr
@@ -146,12 +144,7 @@ def test_a_grown_idle_broker_is_recycled_keeping_status_and_dead_letters(
         asyncio.run(_publish_junk(box.bootstrap, box.topic("scratch"), 80))
         old_broker = _broker(box)
         assert old_broker.memory_info().rss > 64 * MiB  # grown: every byte kept in memory
-        lines = []
-        deadline = time.monotonic() + 600  # stop, restart, reload the models, rejoin: minutes
-        while not any("recycled" in line for line in lines):
-            assert time.monotonic() < deadline, lines
-            with contextlib.suppress(queue.Empty):
-                lines.append(said.get(timeout=1))
+        said.wait("broker: recycled", 600)  # stop, restart, reload the models, rejoin: minutes
         new_broker = _broker(box)
         assert new_broker.pid != old_broker.pid
         assert new_broker.memory_info().rss < 64 * MiB
@@ -174,27 +167,16 @@ def test_a_broker_grown_under_load_is_drained_then_recycled_and_waiting_media_re
         STREAMSCRIBE_EMBEDDED__DRAIN_IDLE_SECONDS="2",
         STREAMSCRIBE_EMBEDDED__CHECK_SECONDS="1",
     )  # fmt: skip
-    said: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [said.put(line) for line in box.process.stdout or ()],
-                     daemon=True).start()  # fmt: skip
-    lines: list[str] = []
-
-    def wait_said(text: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not any(text in line for line in lines):
-            assert time.monotonic() < deadline, lines
-            with contextlib.suppress(queue.Empty):
-                lines.append(said.get(timeout=1))
-
+    said = _Said(box)
     try:
         with _slow_server(short_speech.path, seconds=30) as slow_url:
             busy = _submit(box, slow_url)  # its download keeps the pipeline busy
             asyncio.run(_publish_junk(box.bootstrap, box.topic("scratch"), 80))
             old_broker = _broker(box)
-            wait_said("draining the embedded broker", 120)
+            said.wait("draining the embedded broker", 120)
             waiting = _submit(box, media_server.url(short_speech.path.name))
             submitted_run = (box.status(waiting) or {})["run"]
-            wait_said("broker: recycled", 600)
+            said.wait("broker: recycled", 600)
             for media_id in (busy, waiting):
                 status = box.wait_state(media_id, {"indexed", "failed"}, timeout=600)
                 assert status["state"] == "indexed", status
@@ -233,3 +215,21 @@ def _slow_server(path: Path, seconds: float) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+class _Said:
+    """The lines `up` prints, read as they come."""
+
+    def __init__(self, box: Pipeline) -> None:
+        self.lines: list[str] = []
+        self.queue: queue.Queue[str] = queue.Queue()
+        stdout = box.process.stdout or ()
+        threading.Thread(target=lambda: [self.queue.put(line) for line in stdout],
+                         daemon=True).start()  # fmt: skip
+
+    def wait(self, text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines):
+            assert time.monotonic() < deadline, self.lines
+            with contextlib.suppress(queue.Empty):
+                self.lines.append(self.queue.get(timeout=1))
