@@ -51,9 +51,9 @@ def engine() -> None:
         if os.environ.get("CI"):
             pytest.fail("no container engine answers: start dockerd, set DOCKER_HOST")
         pytest.skip("no container engine answers")
-    for service in SERVICES:
-        assert docker("image", "inspect", f"streamscribe-{service}").returncode == 0, (
-            f"no image streamscribe-{service}: run `make images` first"
+    for image in ("streamscribe", *(f"streamscribe-{service}" for service in SERVICES)):
+        assert docker("image", "inspect", image).returncode == 0, (
+            f"no image {image}: run `make images` first"
         )
 
 
@@ -65,12 +65,14 @@ class Containers:
     names: list[str] = field(default_factory=list)
 
     def run(self, service: str, memory: str, env: dict[str, str]) -> str:
+        """Start `service`'s image (`onebox`: the one-box image, `streamscribe`)."""
+        image = "streamscribe" if service == "onebox" else f"streamscribe-{service}"
         name = f"{self.prefix}-{service}-{len(self.names)}"
         options = [f"--env={key}={value}" for key, value in env.items()]
         result = docker(
             "run", "--detach", f"--name={name}", "--network=host",
             f"--memory={memory}", f"--memory-swap={memory}",  # no swap: the limit is the limit
-            *options, f"streamscribe-{service}",
+            *options, image,
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
         self.names.append(name)
@@ -218,3 +220,35 @@ def test_a_limit_too_small_for_the_model_stops_the_worker_at_start(
     assert not state["OOMKilled"], logs
     assert "the memory budget of" in logs
     assert CEILING_ERROR in logs
+
+
+def test_the_one_box_image_indexes_speech_in_512_mib(
+    containers: Containers, media_url: str
+) -> None:
+    """`up --single-process` with its own embedded broker (on a free port: the host network is
+    shared), the CLI inside the container submitting and waiting."""
+    port = free_port()
+    env = {
+        "STREAMSCRIBE_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+        "STREAMSCRIBE_INGEST__ALLOWED_HOSTS": '["127.0.0.1"]',
+        "STREAMSCRIBE_INGEST__HTTP_HOST": "127.0.0.1",
+        "STREAMSCRIBE_INGEST__HTTP_PORT": str(port),
+    }
+    name = containers.run("onebox", "512m", env)
+
+    def ready() -> bool:
+        if not containers.state(name)["State"]["Running"]:
+            pytest.fail(f"the box stopped:\n{containers.logs(name)}")
+        return get(port, "/readyz") is not None
+
+    wait_for(ready, START_TIMEOUT, "the box to be ready", 2)
+    assert gauge(port, "streamscribe_memory_ceiling_bytes") == LIMIT
+    wait = ("--wait", "--timeout", str(INDEX_TIMEOUT))
+    submitted = docker(
+        "exec", name, "streamscribe", "submit", media_url, *wait, timeout=INDEX_TIMEOUT + 60
+    )  # fmt: skip
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr + containers.logs(name)
+    assert "indexed" in submitted.stderr
+    state = containers.state(name)["State"]
+    assert state["Running"], state
+    assert not state["OOMKilled"], state
