@@ -20,9 +20,15 @@ export DOCKER_BUILDKIT="${DOCKER_BUILDKIT:-0}"
 cleanup=()
 trap 'for c in "${cleanup[@]}"; do eval "$c"; done' EXIT
 has_image() { docker image inspect "$1" >/dev/null 2>&1; }
+fail() { echo "make images: $*" >&2; exit 2; }
+
+command -v docker >/dev/null || fail "no docker command (apt-get install docker.io)"
+docker info >/dev/null 2>&1 || fail "no container engine answers at ${DOCKER_HOST:-the default socket}"
 
 if [ "$BASE_IMAGE" = streamscribe-base ] && ! has_image streamscribe-base; then
   if ! has_image streamscribe-base-raw; then
+    command -v debootstrap >/dev/null && [ "$(id -u)" = 0 ] \
+      || fail "the local base needs debootstrap, as root; or set BASE_IMAGE=python:3.11-slim"
     rootfs="$(mktemp -d)"
     cleanup+=("rm -rf '$rootfs'")
     debootstrap --variant=minbase bookworm "$rootfs" "$DEBIAN_MIRROR" >/dev/null
@@ -38,11 +44,19 @@ fi
 torch_args=()
 if ! python3 -c "import urllib.request as u; u.urlopen('https://download.pytorch.org/whl/cpu/', timeout=10)" 2>/dev/null; then
   if [ -z "$TORCH_WHEELS" ] || ! ls "$TORCH_WHEELS"/torch-2.13.0+cpu-*.whl >/dev/null 2>&1; then
-    echo "download.pytorch.org is unreachable: set TORCH_WHEELS to a directory holding" \
-      "torch-2.13.0+cpu's wheel" >&2
-    exit 2
+    fail "download.pytorch.org is unreachable: set TORCH_WHEELS to a directory holding" \
+      "torch-2.13.0+cpu's wheel"
   fi
-  port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  # the URL is a build argument, so part of the export layer's cache key: the same port each
+  # time (a free one when it is taken) keeps that layer cached between builds
+  port="$(python3 -c '
+import socket
+s = socket.socket()
+try:
+    s.bind(("127.0.0.1", 18731))
+except OSError:
+    s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])')"
   python3 -m http.server --bind 127.0.0.1 --directory "$TORCH_WHEELS" "$port" >/dev/null 2>&1 &
   cleanup+=("kill $!")
   torch_args=(--build-arg "TORCH_FIND_LINKS=http://127.0.0.1:$port/"
