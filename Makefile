@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SOURCES := src libs/common/src services/ingest/src services/transcribe/src services/embed/src
 
-.PHONY: install up test test-pinecone lint bench bench-index bench-box docs clean
+.PHONY: install up test test-pinecone test-images images lint bench bench-index bench-box bench-scale docs clean
 
 install: $(STAMP)
 
@@ -24,6 +24,17 @@ up: install
 
 test: install
 	$(VENV)/bin/pytest -q
+
+# the four images (ingest, transcribe, embed, onebox) on a base made here from Debian's
+# packages (debootstrap, as root); BASE_IMAGE=python:3.11-slim uses the public image instead.
+# The engine is DOCKER_HOST's. See deploy/docker/build-images.sh
+images:
+	deploy/docker/build-images.sh
+
+# the service containers, each in 512 MiB, index real speech against an embedded broker on the
+# host network; a too small limit fails at start (tests/containers; `make test` leaves it out)
+test-images: install images
+	$(VENV)/bin/pytest -q tests/containers
 
 # the index contract suite against the real Pinecone service (index PINECONE_INDEX_NAME,
 # default streamscribe-contract, created when missing)
@@ -51,6 +62,12 @@ bench-index: install
 # own section of docs/benchmarks.md
 bench-box: install
 	$(PY) -m bench.box $(BOX_ARGS)
+
+# transcribe workers sharing one media: 1 worker x 1 thread, 2 workers x 1 thread, 1 worker x 2
+# threads on 30 minutes of speech (SCALE_ARGS="--minutes 3" for a quick check); appends or
+# replaces its own section of docs/benchmarks.md
+bench-scale: install
+	$(PY) -m bench.scale $(SCALE_ARGS)
 
 docs: install
 	$(PY) -m streamscribe.cli.settings_table README.md

@@ -20,10 +20,12 @@ from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamscribe.common import metrics
+from streamscribe.common.settings import TopicSettings
 from streamscribe.embed.settings import EmbedSection
 from streamscribe.ingest.settings import IngestSection
 from streamscribe.transcribe.settings import TranscribeSection
 from tests.conftest import require_tool
+from tests.integration import validators
 from tests.integration.conftest import Pipeline, free_port, wait_for
 
 ROOT = Path(__file__).parents[2]
@@ -514,10 +516,141 @@ def test_compose_and_manifests_agree_with_the_services() -> None:
 
     for service in SERVICES:
         dockerfile = (DEPLOY / "docker" / f"Dockerfile.{service}").read_text()
-        assert "python:3.11-slim" in dockerfile
-        assert re.search(r"^USER (?!root)\S+", dockerfile, re.M)
+        assert "\nARG BASE_IMAGE=python:3.11-slim\n" in dockerfile
+        assert re.findall(r"^FROM (\S+)", dockerfile, re.M)[-1] == "${BASE_IMAGE}"
+        assert re.search(r"^USER 10001:10001$", dockerfile, re.M)
         assert re.search(r"^HEALTHCHECK .*\n?.*/healthz", dockerfile, re.M)
         assert f'CMD ["worker", "{service}"]' in dockerfile
         installs = re.findall(r"pip install[^\n]*", dockerfile)
         if service != "embed":
             assert not [line for line in installs if "torch" in line], service
+
+
+# --- the validators: Compose v2, hadolint, kubernetes-validate, KEDA's shape ---------------------
+
+
+def test_compose_v2_validates_the_compose_file() -> None:
+    result = run(validators.compose(), "-f", ROOT / "docker-compose.yml", "config", "-q")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_v2_refuses_a_broken_compose_file(tmp_path: Path) -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    compose["services"]["ingest"]["mem_limit"] = "a lot"
+    (tmp_path / "compose.yml").write_text(json.dumps(compose))
+    (tmp_path / "deploy").symlink_to(DEPLOY)  # the file's relative paths still resolve
+    result = run(validators.compose(), "-f", tmp_path / "compose.yml", "config", "-q")
+    assert result.returncode != 0
+    assert "mem_limit" in result.stderr
+
+
+@pytest.mark.parametrize("dockerfile", validators.dockerfiles(), ids=lambda path: path.name)
+def test_hadolint_passes_the_dockerfile(dockerfile: Path) -> None:
+    findings = validators.hadolint(dockerfile)
+    assert findings == [], findings
+
+
+def test_hadolint_config_gives_a_reason_for_every_ignored_rule() -> None:
+    reasons = validators.ignored_rules()
+    assert reasons, "no rule ignored: then drop `ignored` from .hadolint.yaml"
+    for rule, reason in reasons.items():
+        assert rule in reason, f"{rule}: the comment above it does not name it"
+        assert len(reason) > 60, f"{rule}: no reason given"
+
+
+def test_hadolint_flags_what_it_should(tmp_path: Path) -> None:
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM debian\nRUN apt-get install -y curl\nCMD python3 app.py\n")
+    rules = {finding.split()[1] for finding in validators.hadolint(bad)}
+    assert {"DL3006", "DL3025", "DL3015"} <= rules, rules  # untagged FROM, shell CMD, recommends
+
+
+def test_every_kubernetes_manifest_is_valid() -> None:
+    checked = validators.validate_manifests(DEPLOY / "k8s")
+    kinds = {kind for kind, _ in checked}
+    assert {"Deployment", "ConfigMap", "Secret", "Namespace", "PersistentVolumeClaim"} <= kinds
+    assert {"ScaledObject", "TriggerAuthentication", "Kustomization"} <= kinds
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "complaint"),
+    [
+        (("spec", "template", "spec", "containers", 0, "resources", "limit"), {}, "limit"),
+        (("spec", "replicas"), "two", "two"),
+        (("spec", "template", "spec", "containers", 0, "name"), None, "name"),
+    ],
+)
+def test_kubernetes_validate_refuses_a_broken_deployment(
+    path: tuple[str | int, ...], value: object, complaint: str
+) -> None:
+    deployment = validators.load_documents(DEPLOY / "k8s" / "embed.yaml")[0]
+    validators.set_path(deployment, path, value)
+    with pytest.raises(validators.InvalidManifestError, match=complaint):
+        validators.validate_document(deployment)
+
+
+KEDA_DOCUMENTS = DEPLOY / "k8s" / "keda" / "scaledobjects.yaml"
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("spec", "triggers", 0, "metadata", "lagThreshold"), 20),  # KEDA wants strings
+        (("spec", "triggers", 0, "metadata", "consumerGroup"), None),  # required
+        (("spec", "triggers", 0, "metadata", "sasl"), "scram-sha-512"),
+        (("spec", "maxReplicas"), 3),  # an HPA field, not a ScaledObject one
+        (("spec", "scaleTargetRef"), None),
+        (("spec", "triggers"), []),
+    ],
+)
+def test_the_keda_schema_refuses_a_broken_scaled_object(
+    path: tuple[str | int, ...], value: object
+) -> None:
+    scaled = validators.load_documents(KEDA_DOCUMENTS)[0]
+    assert scaled["kind"] == "ScaledObject"
+    validators.validate_document(scaled)  # as it is: valid
+    validators.set_path(scaled, path, value)
+    with pytest.raises(validators.InvalidManifestError):
+        validators.validate_document(scaled)
+
+
+def test_a_scaled_object_per_consumer_group_matches_the_deployment() -> None:
+    """One kafka trigger per service, on the group and topic the service consumes, the broker
+    and SASL settings the workers use, never more replicas than partitions."""
+    k8s = DEPLOY / "k8s"
+    settings = validators.load_documents(k8s / "configmap.yaml")[0]["data"]
+    secret = validators.load_documents(k8s / "secret.yaml")[0]
+    deployments = {
+        d["metadata"]["name"]: d
+        for name in ("ingest", "transcribe", "embed")
+        for d in validators.load_documents(k8s / f"{name}.yaml")
+        if d["kind"] == "Deployment"
+    }
+    keda = validators.load_documents(KEDA_DOCUMENTS)
+    auths = {d["metadata"]["name"]: d for d in keda if d["kind"] == "TriggerAuthentication"}
+    scaled = {d["metadata"]["name"]: d for d in keda if d["kind"] == "ScaledObject"}
+    topics = TopicSettings()
+    consumed = {"ingest": topics.requested, "transcribe": topics.audio, "embed": topics.transcript}
+    assert set(scaled) == {f"streamscribe-{service}" for service in SERVICES}
+    for service in SERVICES:
+        spec = scaled[f"streamscribe-{service}"]["spec"]
+        assert spec["scaleTargetRef"]["name"] in deployments
+        [trigger] = spec["triggers"]
+        meta = trigger["metadata"]
+        assert trigger["type"] == "kafka"
+        assert meta["consumerGroup"] == f"streamscribe-{service}"
+        assert meta["topic"] == consumed[service]
+        assert meta["bootstrapServers"] == settings["STREAMSCRIBE_KAFKA__BOOTSTRAP_SERVERS"]
+        assert int(meta["lagThreshold"]) >= 1
+        assert spec["maxReplicaCount"] <= int(settings["STREAMSCRIBE_TOPICS__PARTITIONS"])
+        protocol = settings["STREAMSCRIBE_KAFKA__SECURITY_PROTOCOL"]
+        assert meta["tls"] == ("enable" if protocol.endswith("SSL") else "disable")
+        mechanism = settings["STREAMSCRIBE_KAFKA__SASL_MECHANISM"]  # SCRAM-SHA-512
+        assert meta["sasl"] == mechanism.lower().replace("-", "_").replace("sha_", "sha")
+        auth = auths[trigger["authenticationRef"]["name"]]
+        for ref in auth["spec"]["secretTargetRef"]:
+            assert ref["name"] == secret["metadata"]["name"]
+            assert ref["key"] in secret["stringData"], ref
+    embed = deployments["streamscribe-embed"]["spec"]
+    assert scaled["streamscribe-embed"]["spec"]["maxReplicaCount"] == 1  # SQLite on RWO
+    assert embed["strategy"]["type"] == "Recreate"
