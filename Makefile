@@ -54,6 +54,7 @@ bench-box: install
 
 docs: install
 	$(PY) -m streamscribe.cli.settings_table README.md
+	$(PY) -m streamscribe.cli.api_docs docs
 
 clean:
 	rm -rf $(VENV) data

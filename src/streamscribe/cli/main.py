@@ -90,7 +90,7 @@ def up(
         bool,
         typer.Option(
             "--single-process",
-            help="All three stages in one process (one port: ingest's), for a small host.",
+            help="All three stages in one process (one port: embed's), for a small host.",
         ),
     ] = False,
 ) -> None:
@@ -107,7 +107,7 @@ def up(
         "embed": index.embed,
     }
     if single_process:
-        sections = {"all": sections["ingest"]}
+        sections = {"all": sections["embed"]}
     supervisor = Supervisor(
         _settings(CommonSettings), sections, lambda line: print(line, flush=True), replicas, index
     )
@@ -148,9 +148,9 @@ def _run_all() -> None:
     from streamscribe.ingest.settings import IngestSettings
     from streamscribe.transcribe.settings import TranscribeSettings
 
-    ingest = _settings(IngestSettings)
-    onebox = onebox_app(ingest, _settings(TranscribeSettings), _settings(EmbedSettings))
-    run(onebox, ingest.ingest, ingest.log_level)
+    ingest, embed = _settings(IngestSettings), _settings(EmbedSettings)
+    onebox = onebox_app(ingest, _settings(TranscribeSettings), embed)
+    run(onebox, embed.embed, ingest.log_level)  # on embed's port: the API's address
 
 
 @app.command()

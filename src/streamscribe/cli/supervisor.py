@@ -31,7 +31,8 @@ STOP_MARGIN_SECONDS = 10.0  # beyond the workers' own grace, before they are kil
 RESTART_BACKOFF_MAX = 30.0
 
 
-SECTION_OF = {"all": "ingest"}
+SECTION_OF = {"all": "embed"}
+API_SERVERS = {"embed", "all"}  # who serves the HTTP API
 REPLICA_PORT_STEP = 10
 STABLE_SECONDS = 60.0  # a worker that lived this long restarts without backoff
 WORKER_MALLOC = {
@@ -72,7 +73,7 @@ class Worker:
         env = {
             **WORKER_MALLOC,
             **os.environ,
-            # the one-process worker serves on ingest's port
+            # the one-process worker serves on embed's port (with the HTTP API)
             f"STREAMSCRIBE_{SECTION_OF.get(self.name, self.name).upper()}__HTTP_PORT": str(
                 self.port
             ),
@@ -145,6 +146,9 @@ class Supervisor:
             await self._await_ready(ready_timeout)
             for worker in self.workers:
                 self.echo(f"{worker.label}: metrics {worker.base_url}/metrics")
+            for worker in self.workers:
+                if worker.name in API_SERVERS:
+                    self.echo(f"{worker.label}: HTTP API {worker.base_url} (/openapi.json)")
             self.echo("streamscribe ready")
             await self._watch()
             return 0

@@ -52,4 +52,5 @@ def attach(broker: KafkaBroker, settings: IngestSettings) -> Lifespan:
 
 def create_app(settings: IngestSettings) -> AsgiFastStream:
     broker = make_broker(settings.kafka, "ingest", settings.shutdown_grace_seconds)
-    return build_app(broker, attach(broker, settings), Readiness(), settings.memory)
+    lifespan = attach(broker, settings)
+    return build_app(broker, lifespan, Readiness(), settings.memory, title="streamscribe ingest")

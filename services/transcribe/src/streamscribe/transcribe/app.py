@@ -46,4 +46,7 @@ def attach(broker: KafkaBroker, settings: TranscribeSettings) -> Lifespan:
 
 def create_app(settings: TranscribeSettings) -> AsgiFastStream:
     broker = make_broker(settings.kafka, "transcribe", settings.shutdown_grace_seconds)
-    return build_app(broker, attach(broker, settings), Readiness(), settings.memory)
+    lifespan = attach(broker, settings)
+    return build_app(
+        broker, lifespan, Readiness(), settings.memory, title="streamscribe transcribe"
+    )
