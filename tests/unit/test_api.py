@@ -3,60 +3,38 @@ its errors, and the OpenAPI document in step with docs/openapi.json."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
-import numpy.typing as npt
 import pytest
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 
-from streamscribe.common.settings import KafkaSettings, TopicSettings
+from streamscribe.common.settings import TopicSettings
 from streamscribe.embed.api import MediaApi
 from streamscribe.embed.openapi import OPENAPI
-from streamscribe.embed.passages import passages_for
 from streamscribe.embed.settings import EmbedSettings
-from streamscribe.embed.store.factory import open_index
+from tests.api_server import api_on
 from tests.factories import transcript_chunk
-
-
-class WordEmbedder:
-    """Vectors from the words' hashes: the same words, the same direction."""
-
-    dimension = 8
-
-    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        rows = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        for row, text in zip(rows, texts, strict=True):
-            for word in text.lower().split():
-                row[hashlib.sha256(word.encode()).digest()[0] % self.dimension] += 1
-            row /= max(float(np.linalg.norm(row)), 1e-9)
-        return rows
 
 
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, list[Any]]]:
-    settings = EmbedSettings(data_dir=tmp_path, kafka=KafkaSettings(), topics=TopicSettings())
     broker = KafkaBroker()
     published: list[Any] = []
 
-    @broker.subscriber(settings.topics.requested)
+    @broker.subscriber(TopicSettings().requested)
     async def requested(body: dict[str, Any]) -> None:
         published.append(body)
 
-    api = MediaApi(broker, settings)
-    embedder = WordEmbedder()
-    index = open_index(settings, embedder.dimension)
-    for seq in range(2):  # media m1 indexed, m2 half-way
-        for media_id in ("m1", "m2")[: 2 - seq]:
-            chunk = transcript_chunk(seq, 2, media_id=media_id, text="budget talk part {seq}")
-            passages = passages_for(chunk)
-            index.store(chunk, passages, embedder.embed([p.text for p in passages]))
-    api.open(index, embedder)
+    chunks = [  # media m1 indexed, m2 half-way
+        transcript_chunk(seq, 2, media_id=media_id, text="budget talk part {seq}")
+        for seq in range(2)
+        for media_id in ("m1", "m2")[: 2 - seq]
+    ]
+    api = api_on(tmp_path, broker, chunks)
     async with TestKafkaBroker(broker):
         transport = httpx.ASGITransport(app=api)
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
@@ -149,7 +127,28 @@ async def test_search_refuses_bad_parameters(
 
 
 async def test_a_wrong_method_is_405(client: tuple[httpx.AsyncClient, list[Any]]) -> None:
-    assert (await client[0].get("/media")).status_code == 405
+    assert (await client[0].delete("/media")).status_code == 405
+
+
+async def test_recent_lists_the_media_newest_first_within_the_limit(
+    client: tuple[httpx.AsyncClient, list[Any]],
+) -> None:
+    listed = (await client[0].get("/media")).json()
+    assert {row["media_id"]: row["state"] for row in listed} == {
+        "m1": "indexed",
+        "m2": "transcribing",
+    }
+    assert len((await client[0].get("/media?limit=1")).json()) == 1
+    assert (await client[0].get("/media?limit=0")).status_code == 400
+
+
+async def test_search_on_an_empty_index_says_so(tmp_path: Path) -> None:
+    api = api_on(tmp_path, KafkaBroker())
+    transport = httpx.ASGITransport(app=api)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+        body = (await http.get("/search?q=anything")).json()
+    api.close()
+    assert body == {"hits": [], "index_empty": True}
 
 
 async def test_every_documented_path_is_served(

@@ -12,17 +12,14 @@ import signal
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
-
-from faststream.kafka import KafkaBroker
 
 from streamscribe.cli.broker import EmbeddedBroker, is_listening, loopback_address
 from streamscribe.cli.recycle import broker_rss, busy, keep_dead_letters, restore_dead_letters
 from streamscribe.cli.resume import resume_unfinished
 from streamscribe.common.errors import ConfigError, StreamscribeError
-from streamscribe.common.kafka import ensure_topics, make_broker
+from streamscribe.common.kafka import connected, ensure_topics
 from streamscribe.common.settings import CommonSettings, ServiceSection
 from streamscribe.embed.settings import EmbedSettings
 from streamscribe.embed.store.ledger import open_ledger
@@ -184,19 +181,10 @@ class Supervisor:
                 raise ConfigError(f"not ready after {timeout:.0f}s: {names}")
             await asyncio.sleep(0.5)
 
-    @asynccontextmanager
-    async def _publisher(self) -> AsyncIterator[KafkaBroker]:
-        broker = make_broker(self.settings.kafka, "up", self.settings.shutdown_grace_seconds)
-        await broker.connect()
-        try:
-            yield broker
-        finally:
-            await broker.stop()
-
     async def _resume(self) -> None:
         ledger = await asyncio.to_thread(open_ledger, self.index)
         try:
-            async with self._publisher() as broker:
+            async with connected(self.settings.kafka, "up") as broker:
                 count = await resume_unfinished(broker, self.settings, ledger)
         finally:
             ledger.close()
@@ -217,7 +205,7 @@ class Supervisor:
         await self.broker.stop()
         await self.broker.start()
         await ensure_topics(self.settings.kafka, self.settings.topics)
-        async with self._publisher() as broker:
+        async with connected(self.settings.kafka, "up") as broker:
             await restore_dead_letters(broker, kept)
         await self._resume()
         for worker in self.workers:

@@ -2,6 +2,7 @@
 keeps the embedding model loaded (a search costs one query embedding, not a model load).
 
     POST /media                      {"url", "language"?, "media_id"?} -> media.requested, 202
+    GET  /media                      ?limit=1000: the media changed last, newest first
     GET  /media/{id}                 the ledger's record of one media
     GET  /media/{id}/transcript      ?format=txt|srt|vtt|json, once indexed (409 before)
     GET  /search                     ?q=...&k=5&mode=hybrid|vector|keyword
@@ -37,6 +38,7 @@ from streamscribe.embed.transcript_format import FORMATS, Format, render
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_K = 100
+MAX_RECENT = 1000
 BLOCKS_PER_READ = 200  # transcript blocks rendered per trip to the database thread
 MODES: tuple[SearchMode, ...] = ("hybrid", "vector", "keyword")
 CONTENT_TYPES: dict[str, str] = {
@@ -83,6 +85,7 @@ class MediaApi:
         self._lock = asyncio.Lock()
         self._routes: list[tuple[str, re.Pattern[str], Route]] = [
             ("POST", re.compile(r"/media"), self.submit),
+            ("GET", re.compile(r"/media"), self.recent),
             ("GET", re.compile(r"/media/(?P<id>[^/]+)"), self.status),
             ("GET", re.compile(r"/media/(?P<id>[^/]+)/transcript"), self.transcript),
             ("GET", re.compile(r"/search"), self.search),
@@ -145,6 +148,11 @@ class MediaApi:
             202, {"media_id": media_id, "run": run, "status": f"/media/{media_id}"}
         )
 
+    async def recent(self, _: dict[str, str], scope: Scope, body: bytes) -> Response:
+        limit = _bounded(_query(scope).get("limit", str(MAX_RECENT)), "limit", MAX_RECENT)
+        records = await self._read(lambda index: index.ledger.recent(limit))
+        return json_response(200, [record.as_dict() for record in records])
+
     async def status(self, params: dict[str, str], scope: Scope, body: bytes) -> Response:
         record = await self._read(lambda index: index.ledger.get(params["id"]))
         if record is None:
@@ -178,7 +186,7 @@ class MediaApi:
         text = query.get("q", "").strip()
         if not text:
             raise HttpError(400, "say what to search for: /search?q=words")
-        k = _k(query.get("k", "5"))
+        k = _bounded(query.get("k", "5"), "k", MAX_K)
         mode = query.get("mode") or self.settings.embed.search_mode
         if mode not in MODES:
             raise HttpError(400, f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -202,14 +210,14 @@ def _mode(mode: str) -> SearchMode:
     return next(m for m in MODES if m == mode)
 
 
-def _k(value: str) -> int:
+def _bounded(value: str, name: str, most: int) -> int:
     try:
-        k = int(value)
+        number = int(value)
     except ValueError:
-        k = 0
-    if not 1 <= k <= MAX_K:
-        raise HttpError(400, f"k must be a whole number from 1 to {MAX_K}")
-    return k
+        number = 0
+    if not 1 <= number <= most:
+        raise HttpError(400, f"{name} must be a whole number from 1 to {most}")
+    return number
 
 
 def _take(blocks: Iterator[str], count: int) -> list[str]:

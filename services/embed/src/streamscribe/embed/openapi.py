@@ -1,4 +1,4 @@
-"""The OpenAPI document of the HTTP API (`api.py`), written by hand: the API is five routes on
+"""The OpenAPI document of the HTTP API (`api.py`), written by hand: the API is six routes on
 FastStream's ASGI app, with no web framework to generate it. `make docs` writes it to
 docs/openapi.json; a test keeps that file and this one in step, and one checks every path is
 served."""
@@ -113,6 +113,20 @@ _SUBMIT = {
         "422": _error("Not a valid request (the field and why)."),
     },
 }
+_RECENT = {
+    "summary": "The media changed last, newest first.",
+    "parameters": [
+        {
+            "name": "limit",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1000},
+        }
+    ],
+    "responses": {
+        "200": _json({"type": "array", "items": _RECORD}, "Their records."),
+        "400": _error("limit out of range."),
+    },
+}
 _STATUS = {
     "summary": "The ledger's record of one media (its newest run).",
     "parameters": [_MEDIA_ID],
@@ -199,7 +213,7 @@ OPENAPI: dict[str, Any] = {
         '`{"error": "..."}`; 503 while the index is unavailable.',
     },
     "paths": {
-        "/media": {"post": _SUBMIT},
+        "/media": {"post": _SUBMIT, "get": _RECENT},
         "/media/{id}": {"get": _STATUS},
         "/media/{id}/transcript": {"get": _TRANSCRIPT},
         "/search": {"get": _SEARCH},

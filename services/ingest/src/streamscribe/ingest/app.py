@@ -14,7 +14,8 @@ from streamscribe.common.kafka import ensure_topics, make_broker
 from streamscribe.common.memory import admitted, resolve_marks, rss
 from streamscribe.common.service import Lifespan, Readiness, build_app
 from streamscribe.common.tempfiles import TempRoot
-from streamscribe.ingest.handlers import Resources, chunk_limits, register
+from streamscribe.ingest.chunk_source import chunk_limits
+from streamscribe.ingest.handlers import Resources, register
 from streamscribe.ingest.settings import IngestSettings
 
 # One chunk is decoded into a buffer of 16 kHz float32 samples (62.5 KiB per second), then cut,
