@@ -37,7 +37,8 @@ def attach(broker: KafkaBroker, settings: EmbedSettings) -> tuple[Lifespan, Medi
         resources.embedder = await load_model(
             lambda: load_embedder(settings.embed, settings.data_dir)
         )
-        resources.batch_size = admitted(
+        # the one batching layer: the embedder's, sized to what the memory budget admits
+        resources.embedder.batch_size = admitted(
             resolve_marks(settings.memory).pause,
             rss(),
             BYTES_PER_PASSAGE,
