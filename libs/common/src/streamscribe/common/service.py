@@ -19,7 +19,7 @@ from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 from prometheus_client import make_asgi_app
 
-from streamscribe.common import metrics
+from streamscribe.common import logcontext, metrics
 from streamscribe.common.memory import MemoryGuard, resolve_marks
 from streamscribe.common.settings import MemorySettings, ServiceSection
 
@@ -112,7 +112,7 @@ def build_app(
 
 def run(app: AsgiFastStream, section: ServiceSection, log_level: str) -> None:
     """Serve one service until SIGTERM/SIGINT."""
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logcontext.configure(log_level)
     level = logging.getLevelName(log_level)
     options: dict[str, str | int] = {
         "host": section.http_host,
