@@ -108,3 +108,9 @@ def test_ids_stay_whole_in_an_80_column_table() -> None:
     out = io.StringIO()
     Console(file=out, width=80).print(table)
     assert LONG_ID in out.getvalue()
+
+
+def test_api_option_takes_only_http_urls() -> None:
+    result = CliRunner().invoke(app, ["status", "--api", "file:///etc/passwd"], env=NO_BROKER)
+    assert result.exit_code == 1
+    assert "--api takes an http:// or https:// URL" in result.output

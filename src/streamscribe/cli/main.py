@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sys
@@ -67,6 +66,8 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine; turn the errors a user can act on into one line and an exit code, and
     Ctrl-C into a quiet exit."""
+    import asyncio  # here: `search` and `status` start faster without it
+
     try:
         return asyncio.run(coro)
     except (KeyboardInterrupt, asyncio.CancelledError) as exc:
@@ -124,6 +125,8 @@ def up(
     supervisor = Supervisor(
         _settings(CommonSettings), sections, lambda line: print(line, flush=True), replicas, index
     )
+    import asyncio
+
     raise typer.Exit(asyncio.run(supervisor.run(ready_timeout)))
 
 
@@ -223,7 +226,7 @@ def _client(option: str | None) -> ApiClient:
     from streamscribe.embed.settings import EmbedSettings
 
     embed = _settings(EmbedSettings)
-    return ApiClient(api_url(option, embed, embed.embed))
+    return ApiClient(_ask(lambda: api_url(option, embed, embed.embed)))
 
 
 def _ask(call: Callable[[], T]) -> T:
