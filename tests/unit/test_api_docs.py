@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from streamscribe.cli.api_docs import documents
@@ -26,3 +27,15 @@ def test_every_topic_a_service_consumes_is_in_its_asyncapi_document() -> None:
         text = generated[f"asyncapi/{name}.json"]
         for topic in topics:
             assert f'"address": "{topic}"' in text, (name, topic)
+
+
+def test_every_event_a_service_publishes_is_in_its_asyncapi_document_with_its_schema() -> None:
+    generated = documents()
+    for name, models in {
+        "ingest": ("AudioChunk", "MediaFailed"),
+        "transcribe": ("Transcript", "MediaFailed"),
+        "embed": ("MediaIndexed", "MediaFailed"),
+    }.items():
+        schemas = json.loads(generated[f"asyncapi/{name}.json"])["components"]["schemas"]
+        for model in models:
+            assert "properties" in schemas[model], (name, model)

@@ -8,7 +8,7 @@ import asyncio
 import logging
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from types import FrameType
 from typing import Any, Protocol
@@ -18,6 +18,7 @@ from faststream.asgi.types import Receive, Scope, Send
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 from prometheus_client import make_asgi_app
+from pydantic import BaseModel
 
 from streamscribe.common import logcontext, metrics
 from streamscribe.common.memory import MemoryGuard, resolve_marks
@@ -76,12 +77,16 @@ def build_app(
     memory: MemorySettings,
     api: Api | None = None,
     title: str = "streamscribe",
+    publishes: Mapping[str, type[BaseModel]] | None = None,
 ) -> AsgiFastStream:
     """The FastStream app of one service: `lifespan` opens its resources before the broker
     starts (so the consumer joins only when it can work), and closes them after it stops.
     The memory guard runs from the broker's start (its consumers exist) until shutdown.
-    `title` names the service in its AsyncAPI document."""
+    `title` names the service in its AsyncAPI document; `publishes` (topic -> event model)
+    puts the events it publishes there too (its handlers publish with `publish_event`)."""
     guard = MemoryGuard(broker, memory, resolve_marks(memory))
+    for topic, model in (publishes or {}).items():
+        broker.publisher(topic, schema=model, description=model.__doc__)
 
     async def mark_ready() -> None:
         await guard.start()

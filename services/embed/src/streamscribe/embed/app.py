@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker
 
+from streamscribe.common.events import Event, MediaFailed, MediaIndexed
 from streamscribe.common.kafka import ensure_topics, make_broker
 from streamscribe.common.memory import admitted, load_model, resolve_marks, rss
 from streamscribe.common.service import Lifespan, Readiness, build_app
@@ -64,4 +65,9 @@ def attach(broker: KafkaBroker, settings: EmbedSettings) -> tuple[Lifespan, Medi
 def create_app(settings: EmbedSettings) -> AsgiFastStream:
     broker = make_broker(settings.kafka, "embed", settings.shutdown_grace_seconds)
     lifespan, api = attach(broker, settings)
-    return build_app(broker, lifespan, Readiness(), settings.memory, api, "streamscribe embed")
+    publishes: dict[str, type[Event]] = {
+        settings.topics.indexed: MediaIndexed,
+        settings.topics.failed: MediaFailed,
+    }
+    title = "streamscribe embed"
+    return build_app(broker, lifespan, Readiness(), settings.memory, api, title, publishes)

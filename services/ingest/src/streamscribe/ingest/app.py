@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker
 
+from streamscribe.common.events import AudioChunk, Event, MediaFailed
 from streamscribe.common.kafka import ensure_topics, make_broker
 from streamscribe.common.memory import admitted, resolve_marks, rss
 from streamscribe.common.service import Lifespan, Readiness, build_app
@@ -54,4 +55,9 @@ def attach(broker: KafkaBroker, settings: IngestSettings) -> Lifespan:
 def create_app(settings: IngestSettings) -> AsgiFastStream:
     broker = make_broker(settings.kafka, "ingest", settings.shutdown_grace_seconds)
     lifespan = attach(broker, settings)
-    return build_app(broker, lifespan, Readiness(), settings.memory, title="streamscribe ingest")
+    publishes: dict[str, type[Event]] = {
+        settings.topics.audio: AudioChunk,
+        settings.topics.failed: MediaFailed,
+    }
+    title = "streamscribe ingest"
+    return build_app(broker, lifespan, Readiness(), settings.memory, None, title, publishes)
