@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SOURCES := src libs/common/src services/ingest/src services/transcribe/src services/embed/src
 
-.PHONY: install up test test-pinecone lint bench bench-index bench-box docs clean
+.PHONY: install up test test-pinecone lint bench bench-index bench-box bench-api docs clean
 
 install: $(STAMP)
 
@@ -51,6 +51,11 @@ bench-index: install
 # own section of docs/benchmarks.md
 bench-box: install
 	$(PY) -m bench.box $(BOX_ARGS)
+
+# `streamscribe search` against a running stack (2 minutes of speech indexed): whole command and
+# the HTTP request alone; replaces its own section of docs/benchmarks.md
+bench-api: install
+	$(PY) -m bench.api
 
 docs: install
 	$(PY) -m streamscribe.cli.settings_table README.md
