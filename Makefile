@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml libs/common/pyproject.toml services/*/pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e libs/common -e services/ingest -e services/transcribe \
+	$(PY) -m pip install -q -e libs/common -e services/ingest -e 'services/transcribe[multilingual]' \
 		-e services/embed -e '.[dev]'
 	$(PY) -m streamscribe.embed.onnx_export  # the lean embed backend's int8 model, once
 	touch $@

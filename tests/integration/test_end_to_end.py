@@ -3,6 +3,7 @@ timestamped transcript out; clear failures that do not stop the services."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import urllib.request
@@ -22,7 +23,18 @@ MIDDLE = 20  # a sentence from the middle of the speech
 def _wer(pipeline: Pipeline, media_id: str, speech: Speech) -> float:
     result = pipeline.cli("transcript", media_id, "--format", "json")
     assert result.returncode == 0, result.stderr
-    segments = json.loads(result.stdout)
+    document = json.loads(result.stdout)
+    assert (document["media_id"], document["language"], document["source"]) == (
+        media_id,
+        "en",
+        "asr",
+    )
+    segments = document["segments"]
+    for segment in segments:  # words with their times, inside their segment, in order
+        times = [(w["start"], w["end"]) for w in segment["words"]]
+        assert segment["start"] <= times[0][0]
+        assert times[-1][1] <= segment["end"]
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(times))
     starts = [s["start"] for s in segments]
     assert starts == sorted(starts), "segments out of order"
     hypothesis = " ".join(s["text"] for s in segments)

@@ -83,6 +83,7 @@ MALFORMED = {
     "random.wav": "decode_error",
     "random.ogg": "decode_error",
     "text.mp3": "decode_error",
+    "text.txt": "unsupported_media",  # served as text/plain
     "header-only.mp3": "decode_error",
     "header-only.wav": "decode_error",
     "header-only.ogg": "decode_error",
@@ -159,6 +160,7 @@ def _write_malformed(root: Path) -> None:
         "random.wav": noise.randbytes(30_000),
         "random.ogg": noise.randbytes(30_000),
         "text.mp3": b"This is not audio at all.\n" * 100,
+        "text.txt": b"This is not audio at all.\n" * 100,
         "header-only.mp3": mp3[:64],
         "header-only.wav": tone.read_bytes()[:40],
         "header-only.ogg": ogg[:200],
@@ -189,9 +191,16 @@ def canary() -> Iterator[Canary]:
         yield served
 
 
-def submit_all(pipeline: Pipeline, urls: list[str]) -> list[str]:
-    """Publish a `media.requested` for each URL with one producer; return the media ids."""
-    events = [MediaRequested(url=url) for url in urls]
+def submit_all(
+    pipeline: Pipeline, urls: list[str], captions: list[str | None] | None = None
+) -> list[str]:
+    """Publish a `media.requested` for each URL (with its `captions` mode, if given) with one
+    producer; return the media ids."""
+    modes = captions or [None] * len(urls)
+    events = [
+        MediaRequested.model_validate({"url": url, "captions": mode})
+        for url, mode in zip(urls, modes, strict=True)
+    ]
 
     async def send() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=pipeline.bootstrap, acks="all")
@@ -265,6 +274,10 @@ def test_hostile_urls_and_media_fail_and_the_worker_keeps_serving(
     assert canary.connections == 0
     assert {url: failures[url].get("reason") for url in media} == media
     assert all(failures[url].get("detail") for url in failures)
+    assert "text/plain" in failures[site.url("text.txt")]["detail"]
+    # no reason names a path of the workers' own
+    assert not [url for url in failures if str(pipeline.data_dir) in failures[url]["detail"]]
+    assert not [url for url in failures if "/tmp/" in failures[url]["detail"]]
 
     # The worker keeps serving: a good media submitted after all of that is indexed.
     good = pipeline.cli("submit", media_server.url(short_speech.path.name) + "?after=hostile",

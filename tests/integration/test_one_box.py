@@ -10,6 +10,9 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psutil
@@ -130,9 +133,7 @@ def test_a_grown_idle_broker_is_recycled_keeping_status_and_dead_letters(
         STREAMSCRIBE_EMBEDDED__IDLE_SECONDS="2",
         STREAMSCRIBE_EMBEDDED__CHECK_SECONDS="1",
     )  # fmt: skip
-    said: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [said.put(line) for line in box.process.stdout or ()],
-                     daemon=True).start()  # fmt: skip
+    said = _Said(box)
     try:
         indexed = box.cli("submit", media_server.url(short_speech.path.name), "--wait")
         assert indexed.returncode == 0, indexed.stderr
@@ -143,12 +144,7 @@ def test_a_grown_idle_broker_is_recycled_keeping_status_and_dead_letters(
         asyncio.run(_publish_junk(box.bootstrap, box.topic("scratch"), 80))
         old_broker = _broker(box)
         assert old_broker.memory_info().rss > 64 * MiB  # grown: every byte kept in memory
-        lines = []
-        deadline = time.monotonic() + 600  # stop, restart, reload the models, rejoin: minutes
-        while not any("recycled" in line for line in lines):
-            assert time.monotonic() < deadline, lines
-            with contextlib.suppress(queue.Empty):
-                lines.append(said.get(timeout=1))
+        said.wait("broker: recycled", 600)  # stop, restart, reload the models, rejoin: minutes
         new_broker = _broker(box)
         assert new_broker.pid != old_broker.pid
         assert new_broker.memory_info().rss < 64 * MiB
@@ -158,3 +154,82 @@ def test_a_grown_idle_broker_is_recycled_keeping_status_and_dead_letters(
         assert again.returncode == 0, again.stderr  # the pipeline works on the new broker
     finally:
         box.stop()
+
+
+def test_a_broker_grown_under_load_is_drained_then_recycled_and_waiting_media_resumed(
+    tmp_path: Path, media_server: MediaServer, short_speech: Speech
+) -> None:
+    box = start_pipeline(
+        f"127.0.0.1:{free_port()}", tmp_path / "data", 1, "--single-process",
+        STREAMSCRIBE_EMBEDDED__RECYCLE_RSS_BYTES=str(64 * MiB),
+        STREAMSCRIBE_EMBEDDED__DRAIN_RSS_BYTES=str(64 * MiB),
+        STREAMSCRIBE_EMBEDDED__IDLE_SECONDS="3600",  # never idle by the ordinary rule
+        STREAMSCRIBE_EMBEDDED__DRAIN_IDLE_SECONDS="2",
+        STREAMSCRIBE_EMBEDDED__CHECK_SECONDS="1",
+    )  # fmt: skip
+    said = _Said(box)
+    try:
+        with _slow_server(short_speech.path, seconds=30) as slow_url:
+            busy = _submit(box, slow_url)  # its download keeps the pipeline busy
+            asyncio.run(_publish_junk(box.bootstrap, box.topic("scratch"), 80))
+            old_broker = _broker(box)
+            said.wait("draining the embedded broker", 120)
+            waiting = _submit(box, media_server.url(short_speech.path.name))
+            submitted_run = (box.status(waiting) or {})["run"]
+            said.wait("broker: recycled", 600)
+            for media_id in (busy, waiting):
+                status = box.wait_state(media_id, {"indexed", "failed"}, timeout=600)
+                assert status["state"] == "indexed", status
+        assert _broker(box).pid != old_broker.pid
+        assert _broker(box).memory_info().rss < 64 * MiB
+        # held back while draining, then requested again on the new broker as a new run
+        assert box.status(waiting)["run"] > submitted_run  # type: ignore[index]
+    finally:
+        box.stop()
+
+
+@contextmanager
+def _slow_server(path: Path, seconds: float) -> Iterator[str]:
+    """Serves one file over loopback, spread over `seconds`: a download in flight that long."""
+    body = path.read_bytes()
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "audio/wav")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            step = max(1, len(body) // 60)
+            with contextlib.suppress(OSError):
+                for start in range(0, len(body), step):
+                    self.wfile.write(body[start : start + step])
+                    time.sleep(seconds / 60)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/{path.name}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _Said:
+    """The lines `up` prints, read as they come."""
+
+    def __init__(self, box: Pipeline) -> None:
+        self.lines: list[str] = []
+        self.queue: queue.Queue[str] = queue.Queue()
+        stdout = box.process.stdout or ()
+        threading.Thread(target=lambda: [self.queue.put(line) for line in stdout],
+                         daemon=True).start()  # fmt: skip
+
+    def wait(self, text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines):
+            assert time.monotonic() < deadline, self.lines
+            with contextlib.suppress(queue.Empty):
+                self.lines.append(self.queue.get(timeout=1))

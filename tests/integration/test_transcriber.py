@@ -39,6 +39,14 @@ def test_each_chunk_is_one_window_with_sentence_times(
     # every spoken sentence starts a segment within a second of when it is spoken
     starts = [segment.start for segment in segments]
     assert all(min(abs(s - spoken) for s in starts) <= 1.0 for spoken in speech.starts)
+    # every segment carries its words, inside it and in time order, times in milliseconds
+    for segment in segments:
+        assert segment.words, segment
+        assert segment.start <= segment.words[0].start
+        assert segment.words[-1].end <= segment.end
+        assert all(a.end <= b.start for a, b in zip(segment.words, segment.words[1:], strict=False))
+        assert all(round(w.start, 3) == w.start for w in segment.words)
+    assert " ".join(w.word for s in segments for w in s.words or []) == hypothesis
     # faster-whisper's seeking logs each window it decodes, about 1.5 per chunk; here only the
     # chunks whose text came out unpunctuated go through it
     assert caplog.text.count("Processing segment") <= len(chunks) // 2
@@ -52,3 +60,4 @@ def test_a_chunk_longer_than_a_window_is_transcribed_whole(
     spoken = [start for start in speech.starts if start < chunk.end - 5]
     assert result.segments[-1].end > 60  # past the first window
     assert len(result.segments) >= len(spoken) - 1
+    assert all(segment.words for segment in result.segments)  # faster-whisper's seeking too

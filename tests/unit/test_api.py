@@ -92,7 +92,9 @@ async def test_transcript_as_json_is_the_segments(
     client: tuple[httpx.AsyncClient, list[Any]],
 ) -> None:
     response = await client[0].get("/media/m1/transcript?format=json")
-    assert [s["text"] for s in response.json()] == ["budget talk part 0", "budget talk part 1"]
+    document = response.json()
+    assert document["media_id"] == "m1"
+    assert [s["text"] for s in document["segments"]] == ["budget talk part 0", "budget talk part 1"]
 
 
 async def test_transcript_refuses_a_media_in_progress_and_an_unknown_format(

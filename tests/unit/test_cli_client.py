@@ -114,3 +114,22 @@ def test_api_option_takes_only_http_urls() -> None:
     result = CliRunner().invoke(app, ["status", "--api", "file:///etc/passwd"], env=NO_BROKER)
     assert result.exit_code == 1
     assert "--api takes an http:// or https:// URL" in result.output
+
+
+YTDLP_404 = "ERROR: [generic] talk: Unable to download webpage: HTTP Error 404 [/x]"
+
+
+def test_messages_are_shown_verbatim(tmp_path: Path) -> None:
+    """yt-dlp's "[generic]" and any bracket are text, never Rich markup."""
+    api = api_on(tmp_path, KafkaBroker())
+    assert api.index is not None
+    failure = {"stage": "ingest", "reason": "not_found", "detail": YTDLP_404}
+    api.index.ledger.fail("gone", None, failure, None)
+    with serving(api) as url:
+        env = {**NO_BROKER, "STREAMSCRIBE_API_URL": url, "COLUMNS": "400"}
+        table = CliRunner().invoke(app, ["status"], env=env)
+        refused = CliRunner().invoke(app, ["transcript", "[generic]"], env=env)
+    assert table.exit_code == 0, table.output
+    assert YTDLP_404 in table.output
+    assert refused.exit_code == 1
+    assert "no media [generic]" in refused.output

@@ -87,3 +87,21 @@ def test_a_stream_only_ffmpeg_could_fetch_is_not_handed_to_it(site: Site, tmp_pa
     error = failure(url, tmp_path)
     assert error.reason is Reason.UNSUPPORTED_MEDIA
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["text/plain", "application/json; charset=utf-8", "image/png"])
+def test_a_response_that_is_not_media_is_unsupported_with_its_type(
+    site: Site, tmp_path: Path, kind: str
+) -> None:
+    """yt-dlp takes any response that is not HTML for "a direct video link"; the type the
+    server gave says it is not one, before a byte of it is downloaded."""
+    error = failure(site.url("endless", type=kind, length="5000"), tmp_path)
+    assert error.reason is Reason.UNSUPPORTED_MEDIA
+    assert f"served as {kind.split(';')[0]}, not as audio or video" in error.detail
+    assert str(tmp_path) not in error.detail
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_response_served_as_binary_is_downloaded(site: Site, tmp_path: Path) -> None:
+    url = site.url("endless", type="application/octet-stream", length="5000")
+    assert download(url, tmp_path, LIMITS, POLICY).stat().st_size == 5000

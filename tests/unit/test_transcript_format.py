@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from streamscribe.common.events import Segment
-from streamscribe.embed.transcript_format import render, timestamp
+from streamscribe.embed.transcript_format import About, Format, render, timestamp
 
 SEGMENTS = [
     Segment(start=0.0, end=2.5, text=" Hello   and welcome. "),
@@ -47,13 +47,19 @@ def test_txt_is_one_line_per_segment() -> None:
 
 
 def test_json_parses_back() -> None:
-    parsed = json.loads("".join(render(SEGMENTS, "json")))
+    about = About(media_id="m1", language="en", source="asr")
+    parsed = json.loads("".join(render(SEGMENTS, "json", about)))
 
-    assert parsed == [
-        {"start": 0.0, "end": 2.5, "text": "Hello and welcome."},
-        {"start": 3661.0456, "end": 3663.9999, "text": "Fish & <chips>, 5 > 3"},
-    ]
-    assert json.loads("".join(render([], "json"))) == []
+    assert parsed == {
+        "media_id": "m1",
+        "language": "en",
+        "source": "asr",
+        "segments": [
+            {"start": 0.0, "end": 2.5, "text": "Hello and welcome."},
+            {"start": 3661.046, "end": 3664.0, "text": "Fish & <chips>, 5 > 3"},
+        ],
+    }
+    assert json.loads("".join(render([], "json")))["segments"] == []
 
 
 def test_blank_segments_are_skipped_and_numbering_stays_contiguous() -> None:
@@ -62,17 +68,20 @@ def test_blank_segments_are_skipped_and_numbering_stays_contiguous() -> None:
     assert "".join(render(segments, "srt")) == "".join(render(SEGMENTS, "srt"))
 
 
-def test_rendering_streams_without_reading_ahead() -> None:
+@pytest.mark.parametrize("fmt", ["srt", "vtt", "json", "txt"])
+def test_rendering_streams_reading_two_segments_ahead_at_most(fmt: Format) -> None:
+    """A cue is held back until the next one's start is known: two segments of look-ahead."""
     pulled: list[float] = []
 
     def source() -> Iterator[Segment]:
-        for segment in SEGMENTS:
-            pulled.append(segment.start)
-            yield segment
+        for i in range(10_000):
+            pulled.append(i * 5.0)
+            yield Segment(start=i * 5.0, end=i * 5.0 + 3, text=f"Sentence number {i}.")
 
-    pieces = render(source(), "srt")
-    assert next(pieces).startswith("1\n")
-    assert pulled == [0.0]
+    pieces = render(source(), fmt)
+    next(pieces)
+    next(pieces)
+    assert len(pulled) <= 4
 
 
 def test_unknown_format_is_refused() -> None:

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from streamscribe.common.errors import StreamscribeError
 from streamscribe.common.settings import CommonSettings
@@ -59,7 +60,8 @@ class Format(StrEnum):
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    errors.print(f"[red]error:[/red] {message}", highlight=False)
+    # a Text, not markup: messages quote yt-dlp ("[generic] ...") and URLs verbatim
+    errors.print(Text.assemble(("error:", "red"), " ", message), highlight=False)
     return typer.Exit(code)
 
 
@@ -267,7 +269,7 @@ def status(
         detail = f"{failure['reason']}: {failure['detail']}" if failure else ""
         table.add_row(
             row["media_id"],
-            row["state"],
+            " ".join(filter(None, (row["state"], row["source"], row["language"]))),
             f"{chunks['stored']}/{chunks['total'] or '?'}",
             escape(detail or (row["source_url"] or "")),
         )
@@ -318,12 +320,13 @@ def search(
         raise _fail(f"no passage matches {query!r}")
     if as_json:
         return
-    columns = ("score", "media", "start", "end", "text", "source")
+    columns = ("score", "media", "from", "start", "end", "text", "source")
     table = _table(columns, [hit["media_id"] for hit in hits])
     for hit in hits:
         table.add_row(
             f"{hit['score']:.3f}",
             hit["media_id"],
+            " ".join(filter(None, (hit.get("source"), hit.get("language")))),
             f"{hit['start']:.1f}",
             f"{hit['end']:.1f}",
             escape(hit["text"]),

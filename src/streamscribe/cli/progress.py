@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from streamscribe.cli.client import ApiClient
 
@@ -49,8 +49,9 @@ async def show_progress(
                         return 0
                     if record["state"] == "failed" and record["failure"]:
                         f = record["failure"]
-                        reason = escape(f"{f['stage']}: {f['reason']}: {f['detail']}")
-                        out.print(f"[red]failed[/red] at {reason}", highlight=False)
+                        # verbatim: yt-dlp's "[generic]" is not markup
+                        reason = f" at {f['stage']}: {f['reason']}: {f['detail']}"
+                        out.print(Text.assemble(("failed", "red"), reason), highlight=False)
                         return 1
         except TimeoutError:
             out.print(f"[yellow]still not indexed after {timeout:.0f}s[/yellow]")

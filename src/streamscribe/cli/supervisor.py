@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from streamscribe.cli.broker import EmbeddedBroker, is_listening, loopback_address
 from streamscribe.cli.recycle import broker_rss, busy, keep_dead_letters, restore_dead_letters
 from streamscribe.cli.resume import resume_unfinished
+from streamscribe.common.drain import marker
 from streamscribe.common.errors import ConfigError, StreamscribeError
 from streamscribe.common.kafka import connected, ensure_topics
 from streamscribe.common.settings import CommonSettings, ServiceSection
@@ -119,6 +120,7 @@ class Supervisor:
         self.index = index or EmbedSettings()
         self.ready_timeout = 600.0
         self.last_busy = time.monotonic()
+        self.draining = False
         self.workers = [
             Worker(name, section, replica)
             for name, section in sections.items()
@@ -137,6 +139,7 @@ class Supervisor:
             await self._start_broker()
             await ensure_topics(self.settings.kafka, self.settings.topics)
             if self.broker:  # a fresh, empty broker: the ledger says what was in progress
+                self._end_drain()  # a drain cut short by a kill must not hold new media back
                 await self._resume()
             for worker in self.workers:
                 await worker.start()
@@ -192,12 +195,20 @@ class Supervisor:
             self.echo(f"resumed {count} unfinished media from the ledger")
 
     async def _maybe_recycle(self) -> None:
-        """Restart the embedded broker empty once it has grown and the pipeline is idle."""
+        """Restart the embedded broker empty once it has grown and the pipeline is idle; past
+        the drain size, stop starting new media first so that it becomes idle."""
         if self.broker is None or self.broker.process is None:
             return
         size = await asyncio.to_thread(broker_rss, self.broker.process.pid)
         embedded = self.settings.embedded
-        if size < embedded.recycle_rss_bytes or not await self._idle():
+        if size < embedded.recycle_rss_bytes:
+            return
+        if size >= embedded.drain_rss_bytes and not self.draining:
+            self.draining = True
+            marker(self.settings.data_dir).touch()
+            self.echo(f"broker: draining the embedded broker ({size / 2**20:.0f} MiB): "
+                      "new media wait until it is recycled")  # fmt: skip
+        if not await self._idle():
             return
         self.echo(f"broker: recycling the embedded broker ({size / 2**20:.0f} MiB, idle)")
         kept = await keep_dead_letters(self.settings)
@@ -207,16 +218,23 @@ class Supervisor:
         await ensure_topics(self.settings.kafka, self.settings.topics)
         async with connected(self.settings.kafka, "up") as broker:
             await restore_dead_letters(broker, kept)
+        self._end_drain()
         await self._resume()
         for worker in self.workers:
             await worker.start()
         await self._await_ready(self.ready_timeout)
         self.echo("broker: recycled; streamscribe ready")
 
+    def _end_drain(self) -> None:
+        self.draining = False
+        marker(self.settings.data_dir).unlink(missing_ok=True)
+
     async def _idle(self) -> bool:
         """Nothing in hand or waiting in any worker, and no unfinished media changed lately,
-        for `idle_seconds`: recycling then costs nothing but a worker restart."""
+        for `idle_seconds`: recycling then costs nothing but a worker restart. While draining,
+        media waiting to start do not count, and the window is `drain_idle_seconds`."""
         embedded = self.settings.embedded
+        window = embedded.drain_idle_seconds if self.draining else embedded.idle_seconds
         try:
             for worker in self.workers:
                 if await asyncio.to_thread(busy, f"{worker.base_url}/metrics"):
@@ -228,19 +246,26 @@ class Supervisor:
                 ledger.close()
         except (OSError, StreamscribeError):
             return False  # a worker restarting, the database busy: not now
-        recent = time.time() - embedded.idle_seconds
+        if self.draining:
+            unfinished = [record for record in unfinished if record.state != "requested"]
+        recent = time.time() - window
         if any(record.updated_at > recent for record in unfinished):
             self.last_busy = time.monotonic()
-        return time.monotonic() - self.last_busy >= embedded.idle_seconds
+        return time.monotonic() - self.last_busy >= window
+
+    def _check_interval(self) -> float:
+        # draining holds new media back: look often, so they wait no longer than needed
+        every = self.settings.embedded.check_seconds
+        return min(every, 2.0) if self.draining else every
 
     async def _watch(self) -> None:
         """Restart a worker that exits, with backoff, until asked to stop; keep the embedded
         broker bounded."""
-        next_check = time.monotonic() + self.settings.embedded.check_seconds
+        next_check = time.monotonic() + self._check_interval()
         while not self.stopping.is_set():
             if time.monotonic() >= next_check:
                 await self._maybe_recycle()
-                next_check = time.monotonic() + self.settings.embedded.check_seconds
+                next_check = time.monotonic() + self._check_interval()
             for worker in self.workers:
                 if worker.process and worker.process.returncode is not None:
                     delay = worker.restart_delay()

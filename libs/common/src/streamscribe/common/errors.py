@@ -31,6 +31,8 @@ class Reason(StrEnum):
     TRANSCRIBE_ERROR = "transcribe_error"
     INDEX_ERROR = "index_error"
     INTERRUPTED = "interrupted"
+    NO_CAPTIONS = "no_captions"
+    UNSUPPORTED_LANGUAGE = "unsupported_language"
 
 
 class StreamscribeError(Exception):

@@ -11,6 +11,7 @@ import hashlib
 import secrets
 import time
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -68,6 +69,13 @@ AudioBytes = Annotated[
 ]
 
 
+class TranscriptSource(StrEnum):
+    """Where a transcript's text came from."""
+
+    ASR = "asr"  # speech recognition (the transcribe stage)
+    CAPTIONS = "captions"  # the media's own captions, as its site publishes them
+
+
 class Event(BaseModel):
     """Base of every event: a schema version and a timestamp."""
 
@@ -84,6 +92,9 @@ class MediaRequested(Event):
     media_id: str | None = Field(None, pattern=MEDIA_ID_PATTERN)
     language: str | None = Field(None, pattern=r"^[a-z]{2,3}$")
     run: str | None = Field(None, pattern=RUN_PATTERN, description=RUN_DESCRIPTION)
+    captions: Literal["prefer", "never", "only"] | None = Field(
+        None, description="Overrides ingest's captions setting for this media."
+    )
 
     @property
     def resolved_id(self) -> str:
@@ -109,14 +120,29 @@ class AudioChunk(Event):
         return chunk_id(self.media_id, self.seq)
 
 
+class Word(BaseModel):
+    """One aligned word, seconds absolute in the media."""
+
+    model_config = ConfigDict(frozen=True)
+
+    start: float = Field(ge=0)
+    end: float = Field(ge=0)
+    word: str
+    probability: float = Field(1.0, ge=0, le=1, description="The model's confidence.")
+
+
 class Segment(BaseModel):
-    """A timed piece of transcript, seconds absolute in the media."""
+    """A timed piece of transcript (about a sentence), seconds absolute in the media.
+
+    `words` is optional (added within version 1: older events and captions have none); when
+    present the words lie inside the segment, in time order."""
 
     model_config = ConfigDict(frozen=True)
 
     start: float = Field(ge=0)
     end: float = Field(ge=0)
     text: str
+    words: list[Word] | None = None
 
 
 class Transcript(Event):
@@ -132,6 +158,9 @@ class Transcript(Event):
     language: str
     run: str | None = Field(None, pattern=RUN_PATTERN, description=RUN_DESCRIPTION)
     segments: list[Segment]
+    source: TranscriptSource = Field(
+        TranscriptSource.ASR, description="Speech recognition, or the media's own captions."
+    )
 
     @property
     def chunk_id(self) -> str:

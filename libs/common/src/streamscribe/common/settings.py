@@ -155,6 +155,25 @@ class EmbeddedBrokerSettings(BaseModel):
     check_seconds: float = Field(
         15.0, gt=0, le=3600, description="How often `up` checks the broker's size and idleness."
     )
+    drain_rss_bytes: int = Field(
+        96 * 2**20,
+        ge=32 * 2**20,
+        description="Past this RSS the broker is recycled even under a steady load: ingest "
+        "starts no new media (they wait in the ledger), the work in flight finishes, the broker "
+        "restarts empty and the waiting media are requested again.",
+    )
+    drain_idle_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="While draining, idle means: nothing in flight or waiting in any worker, "
+        "and no media in transcription changed in the ledger, for this long.",
+    )
+
+    @model_validator(mode="after")
+    def _drain_above_recycle(self) -> EmbeddedBrokerSettings:
+        if self.drain_rss_bytes < self.recycle_rss_bytes:
+            raise ValueError("drain_rss_bytes must be at least recycle_rss_bytes")
+        return self
 
 
 class CommonSettings(BaseSettings):

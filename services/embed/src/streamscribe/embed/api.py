@@ -34,7 +34,7 @@ from streamscribe.embed.openapi import OPENAPI
 from streamscribe.embed.settings import EmbedSettings
 from streamscribe.embed.store.base import SearchMode
 from streamscribe.embed.store.index import Index
-from streamscribe.embed.transcript_format import FORMATS, Format, render
+from streamscribe.embed.transcript_format import FORMATS, About, Format, render
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_K = 100
@@ -174,7 +174,9 @@ class MediaApi:
                 f"{media_id} is {record.state}, {record.chunks_stored}/{total} chunks stored: "
                 "no whole transcript yet",
             )
-        blocks = await self._read(lambda index: render(index.segments(media_id), _format(fmt)))
+        about = About(media_id, record.language, record.source)
+        segments = await self._read(lambda index: index.segments(media_id))
+        blocks = render(segments, _format(fmt), about)
         return Response(200, self._stream(blocks), CONTENT_TYPES[fmt])
 
     async def _stream(self, blocks: Iterator[str]) -> AsyncIterator[bytes]:

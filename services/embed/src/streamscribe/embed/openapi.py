@@ -37,6 +37,25 @@ _MEDIA_ID = {
     "required": True,
     "schema": {"type": "string", "pattern": MEDIA_ID_PATTERN},
 }
+_SOURCE = {"type": ["string", "null"], "enum": ["asr", "captions", None]}
+_WORD = {
+    "type": "object",
+    "properties": {
+        "start": {"type": "number"},
+        "end": {"type": "number"},
+        "word": {"type": "string"},
+        "probability": {"type": "number"},
+    },
+}
+_SEGMENT = {
+    "type": "object",
+    "properties": {
+        "start": {"type": "number", "description": "Seconds from the start of the media."},
+        "end": {"type": "number"},
+        "text": {"type": "string"},
+        "words": {"type": "array", "items": _WORD, "description": "When word times are known."},
+    },
+}
 _RECORD = {
     "type": "object",
     "properties": {
@@ -52,6 +71,8 @@ _RECORD = {
             },
         },
         "passages": {"type": "integer"},
+        "language": {"type": ["string", "null"]},
+        "source": _SOURCE,
         "failure": {
             "type": ["object", "null"],
             "properties": {
@@ -75,6 +96,8 @@ _HIT = {
         "end": {"type": "number"},
         "text": {"type": "string"},
         "score": {"type": "number", "description": "Higher is better (cosine, BM25 or RRF)."},
+        "language": {"type": ["string", "null"]},
+        "source": _SOURCE,
     },
 }
 
@@ -151,14 +174,12 @@ _TRANSCRIPT = {
                 "text/vtt": {"schema": {"type": "string"}},
                 "application/json": {
                     "schema": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "properties": {
-                                "start": {"type": "number"},
-                                "end": {"type": "number"},
-                                "text": {"type": "string"},
-                            },
+                        "type": "object",
+                        "properties": {
+                            "media_id": {"type": "string"},
+                            "language": {"type": ["string", "null"]},
+                            "source": _SOURCE,
+                            "segments": {"type": "array", "items": _SEGMENT},
                         },
                     }
                 },

@@ -2,58 +2,91 @@
 
 The pieces concatenate to the whole document, so a caller can write a three-hour transcript to
 a file or a pipe without holding it in memory. Segments with blank text are skipped (an empty
-cue would end an SRT/VTT block early).
+cue would end an SRT/VTT block early). SRT and WebVTT cues are cut from the words for reading
+(`subtitles.py`); txt has one line per segment; JSON has every segment with its words, times in
+milliseconds, under the transcript's language and source.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from streamscribe.common.events import Segment
+from streamscribe.embed.subtitles import Cue, cues
 
 Format = Literal["txt", "srt", "vtt", "json"]
 FORMATS: tuple[Format, ...] = ("txt", "srt", "vtt", "json")
 
 
-def render(segments: Iterable[Segment], fmt: Format) -> Iterator[str]:
-    """The document in `fmt`, as lines (txt) or blocks (srt, vtt, json elements)."""
+@dataclass(frozen=True)
+class About:
+    """What the JSON export says of the transcript as a whole."""
+
+    media_id: str | None = None
+    language: str | None = None
+    source: str | None = None
+
+
+def render(segments: Iterable[Segment], fmt: Format, about: About | None = None) -> Iterator[str]:
+    """The document in `fmt`, as lines (txt), cues (srt, vtt) or segments (json)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown transcript format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    texts = ((segment, " ".join(segment.text.split())) for segment in segments)
-    cues = ((segment, text) for segment, text in texts if text)
+    spoken = (segment for segment in segments if segment.text.strip())
     if fmt == "txt":
-        return (text + "\n" for _, text in cues)
+        return (" ".join(segment.text.split()) + "\n" for segment in spoken)
     if fmt == "srt":
-        return _srt(cues)
+        return _srt(cues(spoken))
     if fmt == "vtt":
-        return _vtt(cues)
-    return _json(cues)
+        return _vtt(cues(spoken))
+    return _json(spoken, about or About())
 
 
-def _srt(cues: Iterable[tuple[Segment, str]]) -> Iterator[str]:
-    for number, (segment, text) in enumerate(cues, start=1):
-        span = f"{timestamp(segment.start, ',')} --> {timestamp(segment.end, ',')}"
-        yield f"{number}\n{span}\n{text}\n\n"
+def _srt(cues: Iterable[Cue]) -> Iterator[str]:
+    for number, cue in enumerate(cues, start=1):
+        span = f"{timestamp(cue.start, ',')} --> {timestamp(cue.end, ',')}"
+        yield f"{number}\n{span}\n{cue.text}\n\n"
 
 
-def _vtt(cues: Iterable[tuple[Segment, str]]) -> Iterator[str]:
+def _vtt(cues: Iterable[Cue]) -> Iterator[str]:
     yield "WEBVTT\n\n"
-    for segment, text in cues:
-        span = f"{timestamp(segment.start, '.')} --> {timestamp(segment.end, '.')}"
+    for cue in cues:
+        span = f"{timestamp(cue.start, '.')} --> {timestamp(cue.end, '.')}"
         # cue text is markup in WebVTT: a bare "<" or "&" would be read as a tag or an entity
-        escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        escaped = cue.text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
         yield f"{span}\n{escaped}\n\n"
 
 
-def _json(cues: Iterable[tuple[Segment, str]]) -> Iterator[str]:
-    separator = "[\n"
-    for segment, text in cues:
-        element = {"start": segment.start, "end": segment.end, "text": text}
-        yield separator + "  " + json.dumps(element, ensure_ascii=False)
+def _json(segments: Iterable[Segment], about: About) -> Iterator[str]:
+    head = {"media_id": about.media_id, "language": about.language, "source": about.source}
+    yield json.dumps(head, ensure_ascii=False)[:-1] + ', "segments": ['
+    separator = "\n"
+    for segment in segments:
+        yield separator + "  " + json.dumps(segment_json(segment), ensure_ascii=False)
         separator = ",\n"
-    yield "[]\n" if separator == "[\n" else "\n]\n"
+    yield "]}\n" if separator == "\n" else "\n]}\n"
+
+
+def segment_json(segment: Segment) -> dict[str, Any]:
+    """A segment for the JSON export: whitespace collapsed, times in milliseconds."""
+    element: dict[str, Any] = {
+        "start": _ms(segment.start),
+        "end": _ms(segment.end),
+        "text": " ".join(segment.text.split()),
+    }
+    if segment.words:
+        element["words"] = [
+            {"start": _ms(w.start), "end": _ms(w.end), "word": w.word,
+             "probability": round(w.probability, 3)}
+            for w in segment.words
+        ]  # fmt: skip
+    return element
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds, 3)
 
 
 def timestamp(seconds: float, decimal: str) -> str:

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker
 
-from streamscribe.common.events import AudioChunk, Event, MediaFailed
+from streamscribe.common.events import AudioChunk, Event, MediaFailed, Transcript
 from streamscribe.common.kafka import ensure_topics, make_broker
 from streamscribe.common.memory import admitted, resolve_marks, rss
 from streamscribe.common.service import Lifespan, Readiness, build_app
@@ -57,6 +57,7 @@ def create_app(settings: IngestSettings) -> AsgiFastStream:
     lifespan = attach(broker, settings)
     publishes: dict[str, type[Event]] = {
         settings.topics.audio: AudioChunk,
+        settings.topics.transcript: Transcript,  # a media's own captions
         settings.topics.failed: MediaFailed,
     }
     title = "streamscribe ingest"

@@ -142,7 +142,8 @@ def decode_blocks(
         except av.FFmpegError as exc:
             raise ChunkError(
                 DECODE_ERROR,
-                f"cannot decode {name} after {decoded / SAMPLE_RATE:.1f} s of audio: {exc}; "
+                f"cannot decode {name} after {decoded / SAMPLE_RATE:.1f} s of audio: "
+                f"{_ffmpeg_message(exc)}; "
                 f"{_UNREADABLE} (re-encoding it with ffmpeg may repair it)",
             ) from exc
 
@@ -151,7 +152,14 @@ def _open(source: str | io.BytesIO, name: str) -> InputContainer:
     try:
         return av.open(source, mode="r")
     except av.FFmpegError as exc:
-        raise ChunkError(DECODE_ERROR, f"cannot open {name}: {exc}; {_UNREADABLE}") from exc
+        message = _ffmpeg_message(exc)
+        raise ChunkError(DECODE_ERROR, f"cannot open {name}: {message}; {_UNREADABLE}") from exc
+
+
+def _ffmpeg_message(exc: av.FFmpegError) -> str:
+    """libav's message without the file name it appends: that is a path of the job's temp dir,
+    which means nothing to a user and says where the workers keep their files."""
+    return str(exc.strerror or exc).strip()
 
 
 def _first_audio_stream(container: InputContainer, name: str) -> AudioStream:

@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import yt_dlp
+from yt_dlp.networking import Request
+from yt_dlp.networking.exceptions import HTTPError, RequestError
 from yt_dlp.utils import DownloadError
 
 from streamscribe.common.errors import MediaError, TransientError
 from streamscribe.common.events import Reason
+from streamscribe.ingest.captions import CaptionsMode, Cue, Track, choose_track, parse
 from streamscribe.ingest.egress import Limits, RunningProxy, running_proxy
 from streamscribe.ingest.urlguard import UrlPolicy, check_url
 
@@ -36,6 +39,13 @@ _REDIRECT = re.compile(r"HTTP Error 30[12378]", re.IGNORECASE)
 _NEEDS_FFMPEG = re.compile(r"ffmpeg could not be found|ffmpeg is not installed", re.IGNORECASE)
 _EMPTY = re.compile(r"Did not get any data blocks")
 _UNSUPPORTED = re.compile(r"Unsupported URL|no video formats|Requested format is not available")
+# What a server may call media. yt-dlp's generic extractor returns any response that is not
+# HTML as "a direct video link", so a text file would reach the decoder and fail there.
+_MEDIA_TYPES = re.compile(
+    r"^(audio/|video/|application/(ogg|octet-stream|x-mpegurl|vnd\.apple\.mpegurl|dash\+xml|"
+    r"mp4|x-matroska)|binary/octet-stream)",
+    re.IGNORECASE,
+)
 # Protocols yt-dlp downloads itself, through the proxy: no rtmp, rtsp, mms or websockets.
 _PROTOCOLS = "[protocol~='^(https?|m3u8(_native)?|http_dash_segments)$']"
 
@@ -47,6 +57,23 @@ class DownloadLimits:
     max_duration_seconds: float  # from metadata here; the decoder enforces it on the audio
     max_seconds: float  # wall clock of the whole job, probe included
     socket_timeout_seconds: float
+
+
+@dataclass(frozen=True)
+class CaptionChoice:
+    """Whether and which captions replace the audio (see captions.py)."""
+
+    mode: CaptionsMode
+    language: str
+    automatic: bool
+
+
+@dataclass(frozen=True)
+class Captions:
+    """What the download found instead of audio: a caption track and its cleaned cues."""
+
+    track: Track
+    cues: list[Cue]
 
 
 class _QuietLogger:
@@ -63,8 +90,15 @@ class _QuietLogger:
         log.info(msg)
 
 
-def download(url: str, job_dir: Path, limits: DownloadLimits, policy: UrlPolicy) -> Path:
-    """Download the audio of `url` into `job_dir`; return the file."""
+def download(
+    url: str,
+    job_dir: Path,
+    limits: DownloadLimits,
+    policy: UrlPolicy,
+    captions: CaptionChoice | None = None,
+) -> Path | Captions:
+    """Download the audio of `url` into `job_dir` and return the file; or, when `captions`
+    asks for them and the media has some, its captions instead (nothing else downloaded)."""
     egress = Limits(
         probe_bytes=limits.max_probe_bytes,
         download_bytes=limits.max_bytes,
@@ -73,25 +107,74 @@ def download(url: str, job_dir: Path, limits: DownloadLimits, policy: UrlPolicy)
     )
     with running_proxy(policy, egress) as proxy:
         try:
-            _fetch(url, job_dir, limits, policy, proxy)
+            found = _fetch(url, job_dir, limits, policy, proxy, captions)
         except Exception as exc:
             _raise_stop(proxy, exc)
             raise
         _raise_stop(proxy, None)
-    return _downloaded_file(job_dir, url)
+    return found or _downloaded_file(job_dir, url)
 
 
 def _fetch(
-    url: str, job_dir: Path, limits: DownloadLimits, policy: UrlPolicy, proxy: RunningProxy
-) -> None:
+    url: str,
+    job_dir: Path,
+    limits: DownloadLimits,
+    policy: UrlPolicy,
+    proxy: RunningProxy,
+    captions: CaptionChoice | None,
+) -> Captions | None:
     with yt_dlp.YoutubeDL(_options(job_dir, limits, proxy.url)) as ydl:
         info = _probe(ydl, url)
         _check(info, limits, policy)
+        if captions is not None and captions.mode is not CaptionsMode.NEVER:
+            found = _captions(ydl, info, captions, limits, policy)
+            if found is not None:
+                return found
+            if captions.mode is CaptionsMode.ONLY:
+                raise MediaError(Reason.NO_CAPTIONS, _no_captions(url, captions))
+        _check_content_type(ydl, info)
         proxy.start_download()
         try:
             ydl.process_ie_result(info, download=True)
         except DownloadError as exc:
             raise _classify(exc) from exc
+    return None
+
+
+def _captions(
+    ydl: yt_dlp.YoutubeDL,
+    info: dict[str, Any],
+    choice: CaptionChoice,
+    limits: DownloadLimits,
+    policy: UrlPolicy,
+) -> Captions | None:
+    """The media's captions in the wanted language, read through the proxy; None when it has
+    none (or only an empty track)."""
+    track = choose_track(info, choice.language, choice.automatic)
+    if track is None:
+        return None
+    check_url(track.url, policy)
+    try:
+        with ydl.urlopen(Request(track.url)) as response:
+            body = response.read(limits.max_probe_bytes + 1)
+    except HTTPError as exc:
+        if exc.status >= 500 or exc.status == 429:
+            raise TransientError(f"cannot read the captions at {track.url}: {exc}") from exc
+        log.info("captions at %s: %s; taken as none", track.url, exc)
+        return None
+    except RequestError as exc:
+        raise TransientError(f"cannot read the captions at {track.url}: {exc}") from exc
+    if len(body) > limits.max_probe_bytes:
+        raise MediaError(Reason.TOO_LARGE, f"the captions passed {limits.max_probe_bytes} bytes")
+    cues = parse(body.decode("utf-8", errors="replace"))
+    return Captions(track, cues) if cues else None
+
+
+def _no_captions(url: str, choice: CaptionChoice) -> str:
+    detail = f"{url} has no captions in {choice.language!r} and captions are required"
+    if not choice.automatic:
+        detail += " (automatic captions are not used: STREAMSCRIBE_INGEST__AUTOMATIC_CAPTIONS)"
+    return detail + "; STREAMSCRIBE_INGEST__CAPTIONS=prefer transcribes the audio instead"
 
 
 def _raise_stop(proxy: RunningProxy, cause: Exception | None) -> None:
@@ -159,6 +242,24 @@ def _check(info: dict[str, Any], limits: DownloadLimits, policy: UrlPolicy) -> N
     for fmt in info.get("requested_formats") or [info]:
         if fmt.get("url"):
             check_url(str(fmt["url"]), policy)
+
+
+def _check_content_type(ydl: yt_dlp.YoutubeDL, info: dict[str, Any]) -> None:
+    """A "direct link" found by the generic extractor must be served as media: ask the server
+    (through the proxy) what it is before downloading it. A GET whose body is left unread:
+    servers answer HEAD less reliably than GET."""
+    if not info.get("direct") or info.get("extractor_key") != "Generic" or not info.get("url"):
+        return
+    try:
+        with ydl.urlopen(Request(str(info["url"]))) as response:
+            seen = str(response.headers.get("Content-Type") or "").split(";")[0].strip()
+    except (RequestError, OSError):
+        return  # the download will meet (and report) the same error
+    if seen and not _MEDIA_TYPES.match(seen):
+        raise MediaError(
+            Reason.UNSUPPORTED_MEDIA,
+            f"{info['url']} is served as {seen}, not as audio or video: nothing to transcribe",
+        )
 
 
 def _classify(exc: DownloadError) -> Exception:

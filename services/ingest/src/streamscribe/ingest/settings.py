@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from streamscribe.common.settings import CommonSettings, ServiceSection
+from streamscribe.ingest.captions import CaptionsMode
 
 
 class IngestSection(ServiceSection):
@@ -55,6 +56,22 @@ class IngestSection(ServiceSection):
     )
     chunk_max_seconds: float = Field(
         30, gt=1, le=120, description="Longest chunk; cuts at silences."
+    )
+    captions: CaptionsMode = Field(
+        CaptionsMode.PREFER,
+        description="`prefer`: a media's own captions in the wanted language become its "
+        "transcript, with no download or speech recognition; `never`: always transcribe the "
+        "audio; `only`: captions or fail with `no_captions`. A request's `captions` overrides it.",
+    )
+    automatic_captions: bool = Field(
+        False,
+        description="Also take a site's automatic (machine-made) captions when it has no manual "
+        "ones; else those media are transcribed from their audio.",
+    )
+    captions_language: str = Field(
+        "en",
+        pattern=r"^[a-z]{2,3}$",
+        description="Captions wanted when a request names no `language` (ISO 639).",
     )
     max_poll_interval_ms: int = Field(
         3_600_000, ge=60_000, description="One media is one message here: allow it this long."

@@ -41,6 +41,7 @@ def register(broker: KafkaBroker, settings: TranscribeSettings, resources: Resou
     delivery = Delivery(broker, settings, STAGE)
 
     async def transcribe(chunk: AudioChunk) -> None:
+        resources.transcriber.check_language(chunk.language)  # before any work on the chunk
         limit = resources.max_chunk_seconds
         refuse_longer(chunk.end - chunk.start, limit)  # before decoding it
         audio = await asyncio.to_thread(decode_chunk, chunk.audio)

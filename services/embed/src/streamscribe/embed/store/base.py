@@ -35,6 +35,10 @@ class Hit:
     end: float
     text: str
     score: float
+    language: str | None = None
+    """The media's transcript language (from the ledger)."""
+    source: str | None = None
+    """`asr` or `captions` (from the ledger)."""
 
 
 class VectorBackend(Protocol):

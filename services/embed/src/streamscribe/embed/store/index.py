@@ -8,12 +8,14 @@ media is now complete. A crash in between redelivers the chunk, which writes the
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 from streamscribe.common.events import Segment, Transcript
 from streamscribe.embed.passages import Passage, passage_id
 from streamscribe.embed.store.base import Hit, SearchMode, VectorBackend, Vectors
 from streamscribe.embed.store.fusion import fuse
 from streamscribe.embed.store.ledger import Announcement, Ledger
+from streamscribe.embed.store.sqlite import STOPWORDS, WORD
 
 CANDIDATES = 50
 """Hits taken from each ranking before hybrid fusion: enough for the fused top k."""
@@ -38,7 +40,11 @@ class Index:
         return self.ledger.store_chunk(transcript, len(passages))
 
     def search(self, query: str, vector: Vectors | None, k: int, mode: SearchMode) -> list[Hit]:
-        """Vector, keyword or both fused; `vector` (the embedded query) unless `keyword`."""
+        """Vector, keyword or both fused; `vector` (the embedded query) unless `keyword`. Each
+        hit starts at its first word that matches the query, when its words are known."""
+        return [self._located(hit, query) for hit in self._ranked(query, vector, k, mode)]
+
+    def _ranked(self, query: str, vector: Vectors | None, k: int, mode: SearchMode) -> list[Hit]:
         if mode == "keyword" or vector is None:
             return self.vectors.keyword(query, k)
         if mode == "vector" or not self.vectors.keyword_search:
@@ -47,9 +53,46 @@ class Index:
         rankings = [self.vectors.nearest(vector, depth), self.vectors.keyword(query, depth)]
         return fuse(rankings, k)
 
+    def _located(self, hit: Hit, query: str) -> Hit:
+        """The hit with the media's language and source, starting at its first matching word."""
+        record = self.ledger.get(hit.media_id)
+        seq = hit.id.rsplit(":", 2)[-2:][0]  # ids are media_id:seq:passage
+        segments = self.ledger.chunk_segments(hit.media_id, int(seq)) if seq.isdigit() else []
+        start = first_match(segments, hit.start, hit.end, query)
+        return replace(
+            hit,
+            start=hit.start if start is None else start,
+            language=record.language if record else None,
+            source=record.source if record else None,
+        )
+
     def segments(self, media_id: str) -> Iterator[Segment]:
         return self.ledger.segments(media_id)
 
     def close(self) -> None:
         self.vectors.close()
         self.ledger.close()
+
+
+def first_match(segments: Sequence[Segment], start: float, end: float, query: str) -> float | None:
+    """The start of the first word between `start` and `end` that matches a word of `query`
+    (the same word, or one the other begins with, as "budget" and "budgets"); stop words only
+    when the query has nothing else."""
+    wanted = [w for w in _words(query) if w not in STOPWORDS] or _words(query)
+    for segment in segments:
+        for word in segment.words or []:
+            if word.start < start - 0.001 or word.end > end + 0.001:
+                continue
+            spoken = _words(word.word)
+            if spoken and any(_same(spoken[0], w) for w in wanted):
+                return word.start
+    return None
+
+
+def _words(text: str) -> list[str]:
+    return WORD.findall(text.lower())
+
+
+def _same(spoken: str, wanted: str) -> bool:
+    shorter, longer = sorted((spoken, wanted), key=len)
+    return spoken == wanted or (len(shorter) >= 4 and longer.startswith(shorter))

@@ -57,7 +57,9 @@ CREATE TABLE IF NOT EXISTS media (
     updated_at REAL NOT NULL,
     indexed_at REAL,
     announce_claimed_at REAL,
-    announced_at REAL
+    announced_at REAL,
+    language TEXT,
+    source TEXT
 );
 CREATE INDEX IF NOT EXISTS media_by_update ON media (updated_at);
 CREATE TABLE IF NOT EXISTS chunks (
@@ -70,10 +72,13 @@ CREATE TABLE IF NOT EXISTS chunks (
 ) WITHOUT ROWID;
 """
 
+# columns added since the first schema, with their type: added to an older database on open
+_ADDED_COLUMNS = {"language": "TEXT", "source": "TEXT"}
 _SEGMENTS = TypeAdapter(list[Segment])
 _COLUMNS = (
     "media_id, run, state, source_url, chunk_count, chunks_stored, passages, failed_stage, "
-    "failed_reason, failed_detail, requested_at, updated_at, indexed_at, announce_claimed_at"
+    "failed_reason, failed_detail, requested_at, updated_at, indexed_at, announce_claimed_at, "
+    "language, source"
 )
 
 
@@ -93,6 +98,10 @@ class MediaRecord:
     requested_at: float
     updated_at: float
     indexed_at: float | None
+    language: str | None = None
+    """The language of the transcript (given, or detected by the model)."""
+    source: str | None = None
+    """`asr` (speech recognition) or `captions` (the media's own), once a chunk is stored."""
 
     @property
     def complete(self) -> bool:
@@ -106,6 +115,8 @@ class MediaRecord:
             "source_url": self.source_url,
             "chunks": {"total": self.chunk_count, "stored": self.chunks_stored},
             "passages": self.passages,
+            "language": self.language,
+            "source": self.source,
             "failure": self.failure,
             "requested_at": _iso(self.requested_at),
             "updated_at": _iso(self.updated_at),
@@ -142,6 +153,7 @@ class Ledger:
         self._db = database.connect(path, busy_timeout_ms)
         with database.write(self._db) as db:
             db.execute(SCHEMA)
+            _add_columns(db)
 
     def request(self, media_id: str, run: str, source_url: str) -> None:
         """A submission was seen: a newer run than the ledger's starts the media over."""
@@ -264,6 +276,16 @@ class Ledger:
                 after = seq
                 yield from _SEGMENTS.validate_json(str(segments))
 
+    def chunk_segments(self, media_id: str, seq: int) -> list[Segment]:
+        """The segments of one stored chunk (none if it is not stored)."""
+        with database.failures("reading"):
+            rows = database.rows(
+                self._db,
+                "SELECT segments FROM chunks WHERE media_id = ? AND seq = ?",
+                (media_id, seq),
+            )
+        return _SEGMENTS.validate_json(str(rows[0][0])) if rows else []
+
     def close(self) -> None:
         self._db.close()
 
@@ -271,6 +293,13 @@ class Ledger:
 def open_ledger(settings: EmbedSettings) -> Ledger:
     """The ledger in the configured database file (`STREAMSCRIBE_SQLITE__PATH`)."""
     return Ledger(settings.database_path, settings.sqlite.busy_timeout_ms)
+
+
+def _add_columns(db: apsw.Connection) -> None:
+    present = {row[1] for row in database.rows(db, "PRAGMA table_info(media)")}
+    for name, kind in _ADDED_COLUMNS.items():
+        if name not in present:
+            db.execute(f"ALTER TABLE media ADD COLUMN {name} {kind}")
 
 
 def _media(db: apsw.Connection, media_id: str) -> MediaRecord | None:
@@ -293,6 +322,8 @@ def _record(row: Any) -> MediaRecord:
         requested_at=row[10],
         updated_at=row[11],
         indexed_at=row[12],
+        language=row[14],
+        source=row[15],
     )
 
 
@@ -320,14 +351,18 @@ def _put_chunk(
     db.execute(
         "INSERT OR REPLACE INTO chunks (media_id, seq, run, passages, segments) "
         "VALUES (?, ?, ?, ?, ?)",
-        (*key, run, passages, _SEGMENTS.dump_json(transcript.segments).decode()),
+        (*key, run, passages, _SEGMENTS.dump_json(transcript.segments, exclude_none=True).decode()),
     )
     state = row.state if row.state in ("indexed", "failed") else "transcribing"
     db.execute(
         "UPDATE media SET chunks_stored = chunks_stored + ?, passages = passages + ?, "
-        "state = ?, updated_at = ?, source_url = coalesce(source_url, ?) WHERE media_id = ?",
-        (0 if counted else 1, added, state, time.time(), transcript.source_url, key[0]),
-    )
+        "state = ?, updated_at = ?, source_url = coalesce(source_url, ?), language = ?, "
+        "source = ? WHERE media_id = ?",
+        (
+            0 if counted else 1, added, state, time.time(), transcript.source_url,
+            transcript.language, transcript.source.value, key[0],
+        ),
+    )  # fmt: skip
 
 
 def _advance(db: apsw.Connection, media_id: str, now: float) -> Announcement | None:
