@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SOURCES := src libs/common/src services/ingest/src services/transcribe/src services/embed/src
 
-.PHONY: install up test test-pinecone test-images images lint bench bench-index bench-box bench-scale docs clean
+.PHONY: install up test test-pinecone test-images images lint bench bench-index bench-box bench-scale bench-api docs clean
 
 install: $(STAMP)
 
@@ -69,8 +69,14 @@ bench-box: install
 bench-scale: install
 	$(PY) -m bench.scale $(SCALE_ARGS)
 
+# `streamscribe search` against a running stack (2 minutes of speech indexed): whole command and
+# the HTTP request alone; replaces its own section of docs/benchmarks.md
+bench-api: install
+	$(PY) -m bench.api
+
 docs: install
 	$(PY) -m streamscribe.cli.settings_table README.md
+	$(PY) -m streamscribe.cli.api_docs docs
 
 clean:
 	rm -rf $(VENV) data

@@ -231,8 +231,8 @@ def test_the_one_box_image_indexes_speech_in_512_mib(
     env = {
         "STREAMSCRIBE_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
         "STREAMSCRIBE_INGEST__ALLOWED_HOSTS": '["127.0.0.1"]',
-        "STREAMSCRIBE_INGEST__HTTP_HOST": "127.0.0.1",
-        "STREAMSCRIBE_INGEST__HTTP_PORT": str(port),
+        "STREAMSCRIBE_EMBED__HTTP_HOST": "127.0.0.1",
+        "STREAMSCRIBE_EMBED__HTTP_PORT": str(port),
     }
     name = containers.run("onebox", "512m", env)
 

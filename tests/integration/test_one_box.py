@@ -57,7 +57,7 @@ def test_kill_9_of_the_whole_box_then_up_again_ends_every_media_indexed(
     box = start_pipeline(own_broker, tmp_path / "data", 1, "--single-process")
     try:
         ids = [_submit(box, media_server.url(speech.path.name)) for speech in speeches]
-        # accepted: the ledger knows all three (`submit` records it on the pipeline's host)
+        # accepted: the ledger knows all three (embed records a request as it reads it)
         in_flight = wait_for(lambda: "" not in _states(box, ids).values() and _states(box, ids),
                              60, "the ledger to know every media")  # fmt: skip
         assert set(in_flight.values()) & {"requested", "transcribing"}, in_flight

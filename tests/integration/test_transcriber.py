@@ -8,8 +8,8 @@ from pathlib import Path
 import jiwer
 import pytest
 
+from streamscribe.common.audio import decode_chunk as decode
 from streamscribe.ingest.chunker import ChunkLimits, chunk_file
-from streamscribe.transcribe.handlers import decode
 from streamscribe.transcribe.settings import TranscribeSection
 from streamscribe.transcribe.transcriber import Transcriber, Transcription
 from tests.integration.speech import Speech, words

@@ -14,14 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from streamscribe.common.audio import SAMPLE_RATE, decode_chunk
 from streamscribe.common.errors import MediaError
 from streamscribe.common.events import Reason
 from streamscribe.ingest.chunker import (
-    SAMPLE_RATE,
     Chunk,
     ChunkLimits,
     chunk_file,
-    decode_chunk,
 )
 
 SENTENCES = [

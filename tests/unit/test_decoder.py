@@ -17,10 +17,11 @@ import numpy as np
 import psutil
 import pytest
 
+from streamscribe.common.audio import decode_chunk
 from streamscribe.common.errors import MediaError
 from streamscribe.common.events import Reason
 from streamscribe.ingest import decode_child, decoder
-from streamscribe.ingest.chunker import Chunk, ChunkLimits, chunk_file, decode_chunk
+from streamscribe.ingest.chunker import Chunk, ChunkLimits, chunk_file
 from streamscribe.ingest.decoder import DecodeLimits, decoded_chunks
 from tests.conftest import require_tool
 
@@ -155,7 +156,12 @@ async def test_the_memory_limit_applies_to_the_child(tone: Path) -> None:
     assert error.reason is Reason.DECODE_ERROR
 
 
-async def test_the_cpu_limit_applies_to_the_child(piped_bomb: Path) -> None:
+async def test_the_cpu_limit_applies_to_the_child(
+    piped_bomb: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the wall-clock bound (twice the CPU seconds) comes first on a loaded 2-core machine,
+    # where the child gets less than half a core: put it out of reach, this is about the CPU
+    monkeypatch.setattr(decoder, "_WALL_PER_CPU", 60)
     endless = DecodeLimits(ChunkLimits(max_duration_seconds=None), 2**30, cpu_seconds=2)
     error = await decode_failure(piped_bomb, endless)
     assert error.reason is Reason.DECODE_ERROR
@@ -191,7 +197,14 @@ with open(report, "w") as out:
 HEAVY = {"pydantic", "pydantic_core", "pydantic_settings", "faststream", "aiokafka", "yt_dlp"}
 # What the child needs besides the stdlib; its own module runs as __main__.
 THIRD_PARTY = {"av", "numpy"}
-STREAMSCRIBE = {"streamscribe", "streamscribe.ingest"}
+# the shared audio module (sample rate, chunk codec) and the stdlib-only errors it raises
+STREAMSCRIBE = {
+    "streamscribe",
+    "streamscribe.ingest",
+    "streamscribe.common",
+    "streamscribe.common.audio",
+    "streamscribe.common.errors",
+}
 
 
 def modules_of_child(path: Path, report: Path) -> dict[str, str | None]:

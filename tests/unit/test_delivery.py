@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
+from streamscribe.common import logcontext
 from streamscribe.common.delivery import ATTEMPT, ERROR, NOT_BEFORE, ORIGIN, STAGE, Delivery
 from streamscribe.common.errors import MediaError, TransientError
-from streamscribe.common.events import MediaRequested, Reason
+from streamscribe.common.events import AudioChunk, MediaRequested, Reason, encode_event
 from streamscribe.common.settings import CommonSettings, RetrySettings, TopicSettings
 
 TOPIC = "t.media.requested"
@@ -108,3 +112,35 @@ async def test_transient_error_is_retried_then_dead_lettered(
     [dead] = outcome.messages[f"{TOPIC}.dlq"]
     assert dead.headers[ATTEMPT] == "3"
     assert "HTTP Error 503" in dead.headers[ERROR]
+
+
+async def test_log_lines_while_handling_name_the_media_and_chunk() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(name)s%(about)s: %(message)s"))
+    handler.addFilter(logcontext.AboutFilter())
+    logger = logging.getLogger("test.about")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    broker = KafkaBroker()
+    delivery = Delivery(broker, CommonSettings(), "transcribe")
+
+    async def work(chunk: AudioChunk) -> None:
+        logger.info("in the loop")
+        await asyncio.to_thread(logger.info, "in a worker thread")
+
+    @broker.subscriber("t.media.audio", group_id="g")
+    async def handle(message: KafkaMessage) -> None:
+        await delivery.handle(message, AudioChunk, work)
+
+    chunk = AudioChunk(media_id="m-7", seq=3, start=0, end=1, source_url="u", audio=b"x")
+    async with TestKafkaBroker(broker) as test_broker:
+        await test_broker.publish(encode_event(chunk), "t.media.audio")
+    logger.info("after it")
+    logger.removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    assert [line.split(": ", 1)[0] for line in lines] == [
+        "test.about [m-7 seq=3]",
+        "test.about [m-7 seq=3]",
+        "test.about",
+    ]

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import apsw
 import pytest
 
+from streamscribe.embed.store import database
 from streamscribe.embed.store import ledger as ledger_module
 from streamscribe.embed.store.ledger import AnnouncementInFlightError, Ledger
 from tests.factories import transcript_chunk as chunk
@@ -159,3 +162,30 @@ def test_two_processes_storing_the_same_chunks_complete_each_media_once(tmp_path
     ledger = Ledger(Path(path))
     records = [ledger.get(f"m{m}") for m in range(20)]
     assert all(r is not None and (r.state, r.chunks_stored) == ("indexed", 10) for r in records)
+
+
+class BusyAtFirst:
+    """A connection whose journal-mode switch is refused `busy` times, as a new file's is
+    while another process switches it: SQLite does not wait for that with its busy timeout."""
+
+    def __init__(self, busy: int) -> None:
+        self.busy = busy
+        self.switched = False
+
+    def execute(self, sql: str) -> Iterator[tuple[str]]:
+        if self.busy:
+            self.busy -= 1
+            raise apsw.BusyError("database is locked")
+        self.switched |= sql == "PRAGMA journal_mode=WAL"
+        return iter([("delete",)])
+
+
+def test_a_new_database_switched_to_wal_by_another_process_is_waited_for() -> None:
+    connection = BusyAtFirst(busy=3)
+    database._wal(connection, busy_timeout_ms=5_000)  # type: ignore[arg-type]
+    assert connection.switched
+
+
+def test_a_database_locked_past_the_busy_timeout_is_an_error() -> None:
+    with pytest.raises(apsw.BusyError):
+        database._wal(BusyAtFirst(busy=10_000), busy_timeout_ms=200)  # type: ignore[arg-type]

@@ -9,11 +9,12 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streamscribe.common.delivery import ATTEMPT, ERROR, ORIGIN, STAGE, dead_letter_topic
-from streamscribe.common.kafka import client_kwargs, producer_kwargs
-from streamscribe.common.settings import CommonSettings
+from streamscribe.common.errors import ConfigError
+from streamscribe.common.kafka import client_kwargs, connected
+from streamscribe.common.settings import TOPIC_BASES, CommonSettings
 
 REPLAY_GROUP = "streamscribe-dlq-replay"
 DROPPED_ON_REPLAY = {ATTEMPT, ERROR, STAGE}  # a replayed message starts its attempts afresh
@@ -41,11 +42,17 @@ class DeadLetter:
 
 
 def topic_names(settings: CommonSettings, topic: str) -> tuple[str, str]:
-    """(origin topic, dead-letter topic) for a base name (`media.requested`) or a full name."""
+    """(origin topic, dead-letter topic) for a base name (`media.requested`) or a full name;
+    a `ConfigError` for a topic that is not the pipeline's (a typo must not list nothing)."""
     origin = topic.removesuffix(".dlq")
-    if settings.topics.prefix and not origin.startswith(settings.topics.prefix):
-        origin = settings.topics.name(origin)
-    return origin, dead_letter_topic(origin)
+    prefix = settings.topics.prefix
+    base = origin.removeprefix(prefix) if prefix else origin
+    if base.removesuffix(".retry") not in TOPIC_BASES:
+        raise ConfigError(
+            f"unknown topic {topic!r}: dead letters belong to {', '.join(TOPIC_BASES)} "
+            "(or their .retry twins)"
+        )
+    return settings.topics.name(base), dead_letter_topic(settings.topics.name(base))
 
 
 def dlq_consumer(settings: CommonSettings, topic: str, group: str | None) -> AIOKafkaConsumer:
@@ -92,20 +99,17 @@ async def replay_dead_letters(settings: CommonSettings, topic: str) -> int:
     """Re-publish every dead letter not replayed before; return how many."""
     origin, dlq = topic_names(settings, topic)
     consumer = dlq_consumer(settings, dlq, REPLAY_GROUP)
-    producer = AIOKafkaProducer(**client_kwargs(settings.kafka), **producer_kwargs(settings.kafka))
     await consumer.start()
-    await producer.start()
     try:
-        records = await drain(consumer)
-        for record in records:
-            letter = letter_of(record)
-            headers = [(k, v.encode()) for k, v in letter.headers.items()
-                       if k not in DROPPED_ON_REPLAY]  # fmt: skip
-            target = letter.headers.get(ORIGIN, origin)
-            await producer.send_and_wait(target, letter.body, key=letter.key, headers=headers)
-            tp = TopicPartition(dlq, record.partition)
-            await consumer.commit({tp: record.offset + 1})
+        async with connected(settings.kafka, "dlq") as broker:
+            records = await drain(consumer)
+            for record in records:
+                letter = letter_of(record)
+                headers = {k: v for k, v in letter.headers.items() if k not in DROPPED_ON_REPLAY}
+                target = letter.headers.get(ORIGIN, origin)
+                await broker.publish(letter.body, target, key=letter.key, headers=headers)
+                tp = TopicPartition(dlq, record.partition)
+                await consumer.commit({tp: record.offset + 1})
         return len(records)
     finally:
-        await producer.stop()
         await consumer.stop()

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -19,13 +18,14 @@ from rich.table import Table
 from rich.text import Text
 
 from streamscribe.common.errors import StreamscribeError
-from streamscribe.common.kafka import ensure_topics
 from streamscribe.common.settings import CommonSettings
 
 if TYPE_CHECKING:
-    from streamscribe.embed.settings import EmbedSettings
+    from streamscribe.cli.client import ApiClient
 
-logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the CLI reports failures itself
+# the CLI reports failures itself. Kafka's and FastStream's modules are imported only by the
+# commands that use them: `search` and `status` start in a fraction of a second without them
+logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 T = TypeVar("T")
 S = TypeVar("S", bound=CommonSettings)
 
@@ -34,6 +34,15 @@ dlq_app = typer.Typer(no_args_is_help=True, help="Inspect and replay dead letter
 app.add_typer(dlq_app, name="dlq")
 console = Console()
 errors = Console(stderr=True)
+INTERRUPTED = 130  # the shell's code for Ctrl-C
+ApiOption = Annotated[
+    str | None,
+    typer.Option(
+        "--api",
+        help="URL of the HTTP API (embed's port); default: STREAMSCRIBE_API_URL, else the "
+        "local embed service.",
+    ),
+]
 
 
 class Service(StrEnum):
@@ -57,9 +66,14 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine; turn the errors a user can act on into one line and an exit code."""
+    """Run a coroutine; turn the errors a user can act on into one line and an exit code, and
+    Ctrl-C into a quiet exit."""
+    import asyncio  # here: `search` and `status` start faster without it
+
     try:
         return asyncio.run(coro)
+    except (KeyboardInterrupt, asyncio.CancelledError) as exc:
+        raise typer.Exit(INTERRUPTED) from exc
     except (StreamscribeError, LookupError, OSError) as exc:
         raise _fail(str(exc)) from exc
     except Exception as exc:
@@ -92,7 +106,7 @@ def up(
         bool,
         typer.Option(
             "--single-process",
-            help="All three stages in one process (one port: ingest's), for a small host.",
+            help="All three stages in one process (one port: embed's), for a small host.",
         ),
     ] = False,
 ) -> None:
@@ -109,10 +123,12 @@ def up(
         "embed": index.embed,
     }
     if single_process:
-        sections = {"all": sections["ingest"]}
+        sections = {"all": sections["embed"]}
     supervisor = Supervisor(
         _settings(CommonSettings), sections, lambda line: print(line, flush=True), replicas, index
     )
+    import asyncio
+
     raise typer.Exit(asyncio.run(supervisor.run(ready_timeout)))
 
 
@@ -150,9 +166,9 @@ def _run_all() -> None:
     from streamscribe.ingest.settings import IngestSettings
     from streamscribe.transcribe.settings import TranscribeSettings
 
-    ingest = _settings(IngestSettings)
-    onebox = onebox_app(ingest, _settings(TranscribeSettings), _settings(EmbedSettings))
-    run(onebox, ingest.ingest, ingest.log_level)
+    ingest, embed = _settings(IngestSettings), _settings(EmbedSettings)
+    onebox = onebox_app(ingest, _settings(TranscribeSettings), embed)
+    run(onebox, embed.embed, ingest.log_level)  # on embed's port: the API's address
 
 
 @app.command()
@@ -162,6 +178,7 @@ def submit(
     language: Annotated[str | None, typer.Option(help="Spoken language, e.g. en.")] = None,
     wait: Annotated[bool, typer.Option(help="Follow progress until indexed or failed.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds --wait waits.")] = 3600,
+    api: ApiOption = None,
 ) -> None:
     """Submit a URL (as a media.requested event) or a local file (chunked here)."""
     from streamscribe.ingest.settings import IngestSettings
@@ -170,7 +187,8 @@ def submit(
     path = Path(source)
     if "://" not in source and not path.is_file():
         raise _fail(f"{source} is neither a URL nor a readable file", 2)
-    code = _run(_submit(settings, source, path, media_id, language, wait, timeout))
+    client = _client(api) if wait else None
+    code = _run(_submit(settings, source, path, media_id, language, client, timeout))
     raise typer.Exit(code)
 
 
@@ -180,13 +198,12 @@ async def _submit(
     path: Path,
     media_id: str | None,
     language: str | None,
-    wait: bool,
+    api: ApiClient | None,
     timeout: float,
 ) -> int:
     from streamscribe.cli.progress import follow, show_progress
     from streamscribe.cli.submit import submit_file, submit_url
-    from streamscribe.embed.settings import EmbedSettings
-    from streamscribe.embed.store.ledger import open_ledger
+    from streamscribe.common.kafka import ensure_topics
     from streamscribe.ingest.settings import IngestSettings
 
     assert isinstance(settings, IngestSettings)
@@ -196,61 +213,56 @@ async def _submit(
         errors.print(f"published {count} chunks of {path.name}")
     else:
         media_id, run = await submit_url(settings, source, media_id, language)
-        _note_request(_settings(EmbedSettings), media_id, run, source)
     print(media_id, flush=True)
-    if not wait:
+    if api is None:
         return 0
-    ledger = open_ledger(_settings(EmbedSettings))
     try:
-        return await show_progress(follow(ledger, media_id, run), timeout, errors)
+        return await show_progress(follow(api, media_id, run), timeout, errors)
     finally:
-        ledger.close()
+        api.close()
 
 
-def _note_request(settings: EmbedSettings, media_id: str, run: str, url: str) -> None:
-    """On the pipeline's own host, record the request in the ledger at once: the embedded
-    broker forgets on a restart, and `up` resumes what the ledger holds as unfinished. Elsewhere
-    (no database here) the embed stage records it when it reads the request."""
-    from streamscribe.embed.store.ledger import open_ledger
-
-    if settings.database_path.exists():
-        ledger = open_ledger(settings)
-        try:
-            ledger.request(media_id, run, url)
-        finally:
-            ledger.close()
-
-
-def _ledger_rows(media_id: str | None) -> list[dict[str, Any]]:
+def _client(option: str | None) -> ApiClient:
+    """The HTTP API's client: `--api`, else STREAMSCRIBE_API_URL, else the local embed's port."""
+    from streamscribe.cli.client import ApiClient, api_url
     from streamscribe.embed.settings import EmbedSettings
-    from streamscribe.embed.store.ledger import open_ledger
 
-    ledger = open_ledger(_settings(EmbedSettings))
+    embed = _settings(EmbedSettings)
+    return ApiClient(_ask(lambda: api_url(option, embed, embed.embed)))
+
+
+def _ask(call: Callable[[], T]) -> T:
+    """One call to the API: its refusal or absence becomes one line and exit 1."""
     try:
-        if media_id is None:
-            return [record.as_dict() for record in ledger.recent()]
-        record = ledger.get(media_id)
-        return [record.as_dict()] if record else []
-    finally:
-        ledger.close()
+        return call()
+    except StreamscribeError as exc:
+        raise _fail(str(exc)) from exc
+    except KeyboardInterrupt as exc:
+        raise typer.Exit(INTERRUPTED) from exc
 
 
 @app.command()
 def status(
     media_id: Annotated[str | None, typer.Argument(help="One media; all when omitted.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    api: ApiOption = None,
 ) -> None:
-    """Per-media state and chunks stored, read from the ledger (the newest 1000 when no id)."""
+    """Per-media state and chunks stored, from the ledger (the newest 1000 when no id)."""
+    client = _client(api)
     try:
-        rows = _ledger_rows(media_id)
-    except StreamscribeError as exc:
-        raise _fail(str(exc)) from exc
-    if media_id and not rows:
-        raise _fail(f"no media {media_id}")
+        if media_id is None:
+            rows = _ask(client.recent)
+        elif (one := _ask(lambda: client.media(media_id))) is None:
+            raise _fail(f"no media {media_id}")
+        else:
+            rows = [one]
+    finally:
+        client.close()
     if as_json:
         print(json.dumps(rows[0] if media_id else rows, indent=2))
         return
-    table = Table("media", "state", "chunks (stored/total)", "source / reason")
+    columns = ("media", "state", "chunks (stored/total)", "source / reason")
+    table = _table(columns, [row["media_id"] for row in rows])
     for row in rows:
         chunks = row["chunks"]
         failure = row["failure"]
@@ -262,6 +274,18 @@ def status(
             escape(detail or (row["source_url"] or "")),
         )
     console.print(table)
+
+
+def _table(columns: tuple[str, ...], ids: list[str]) -> Table:
+    """A table whose `media` column is as wide as its longest id, on one line: ids are copied
+    into other commands, so the other columns wrap instead."""
+    table = Table()
+    for name in columns:
+        if name == "media":
+            table.add_column(name, no_wrap=True, min_width=max(map(len, ids), default=5))
+        else:
+            table.add_column(name)
+    return table
 
 
 class Mode(StrEnum):
@@ -279,28 +303,34 @@ def search(
         typer.Option(help="hybrid (default: vector and keyword fused), vector or keyword."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    api: ApiOption = None,
 ) -> None:
     """Best passages for a query, with media id, source URL, start and end seconds, score."""
-    from streamscribe.embed.search import search as search_index
-    from streamscribe.embed.settings import EmbedSettings
-
-    settings = _settings(EmbedSettings)
+    client = _client(api)
     try:
-        hits = search_index(settings, query, k, mode.value if mode else settings.embed.search_mode)
-    except StreamscribeError as exc:
-        raise _fail(str(exc)) from exc
+        found = _ask(lambda: client.search(query, k, mode.value if mode else None))
+    finally:
+        client.close()
+    hits: list[dict[str, Any]] = found["hits"]
     if as_json:
-        print(json.dumps([hit.__dict__ for hit in hits], indent=2))
+        print(json.dumps(hits, indent=2))
+    if found.get("index_empty"):
+        raise _fail("nothing is indexed yet: submit media first (`streamscribe submit URL`)")
+    if not hits:
+        raise _fail(f"no passage matches {query!r}")
+    if as_json:
         return
-    table = Table("score", "media", "start", "end", "text", "source")
+    columns = ("score", "media", "from", "start", "end", "text", "source")
+    table = _table(columns, [hit["media_id"] for hit in hits])
     for hit in hits:
         table.add_row(
-            f"{hit.score:.3f}",
-            " ".join(filter(None, (hit.media_id, hit.source, hit.language))),
-            f"{hit.start:.1f}",
-            f"{hit.end:.1f}",
-            escape(hit.text),
-            escape(hit.source_url),
+            f"{hit['score']:.3f}",
+            hit["media_id"],
+            " ".join(filter(None, (hit.get("source"), hit.get("language")))),
+            f"{hit['start']:.1f}",
+            f"{hit['end']:.1f}",
+            escape(hit["text"]),
+            escape(hit["source_url"]),
         )
     console.print(table)
 
@@ -309,31 +339,26 @@ def search(
 def transcript(
     media_id: str,
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.txt,
+    api: ApiOption = None,
 ) -> None:
     """Print the transcript of one indexed media (streamed, any length)."""
-    from streamscribe.embed.settings import EmbedSettings
-    from streamscribe.embed.store.ledger import open_ledger
-    from streamscribe.embed.transcript_format import About, render
+    from streamscribe.cli.client import ApiError
 
+    client = _client(api)
     try:
-        ledger = open_ledger(_settings(EmbedSettings))
-    except StreamscribeError as exc:
-        raise _fail(str(exc)) from exc
-    try:
-        record = ledger.get(media_id)
-        if record is None:
-            raise _fail(f"no media {media_id} (streamscribe status lists them)")
-        if record.state != "indexed":
-            total = record.chunk_count or "?"
-            raise _fail(
-                f"{media_id} is {record.state}, {record.chunks_stored}/{total} chunks stored: "
-                f"no whole transcript yet (see `streamscribe status {media_id}`)"
-            )
-        about = About(media_id, record.language, record.source)
-        for block in render(ledger.segments(media_id), fmt.value, about):
-            sys.stdout.write(block)
+        with client.transcript(media_id, fmt.value) as pieces:
+            for piece in pieces:
+                sys.stdout.write(piece)
+    except ApiError as exc:
+        hint = {
+            404: " (streamscribe status lists them)",
+            409: f" (see `streamscribe status {media_id}`)",
+        }
+        raise _fail(f"{exc}{hint.get(exc.status, '')}") from exc
+    except KeyboardInterrupt as exc:
+        raise typer.Exit(INTERRUPTED) from exc
     finally:
-        ledger.close()
+        client.close()
 
 
 TopicArgument = Annotated[str, typer.Argument(help="Origin topic, e.g. media.requested.")]
@@ -351,11 +376,12 @@ def dlq_list(
     if as_json:
         print(json.dumps([letter.as_dict() for letter in letters], indent=2))
         return
-    table = Table("partition:offset", "stage", "attempts", "error", "body")
+    table = Table("partition:offset", "stage", "attempts", "error")
+    table.add_column("body", overflow="fold")
     for row in (letter.as_dict() for letter in letters):
         table.add_row(
-            f"{row['partition']}:{row['offset']}", row["stage"], row["attempts"], row["error"],
-            row["body"][:80],
+            f"{row['partition']}:{row['offset']}", row["stage"], row["attempts"],
+            escape(row["error"] or ""), escape(row["body"][:200]),
         )  # fmt: skip
     console.print(table)
 

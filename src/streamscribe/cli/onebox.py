@@ -2,9 +2,10 @@
 of one FastStream app, on one broker connection, with one /metrics, /healthz and /readyz.
 
 Still through Kafka topics, still one model each, still the same delivery policy: each stage
-registers exactly the subscribers its own worker would. What one process saves on a small host
-is the interpreter and the libraries every worker would load again (Python, pydantic,
-FastStream, aiokafka, uvicorn, numpy: about 50-60 MB each).
+registers exactly the subscribers its own worker would. It serves on embed's port, with embed's
+HTTP API, so a client finds the API at the same address in both modes. What one process saves
+on a small host is the interpreter and the libraries every worker would load again (Python,
+pydantic, FastStream, aiokafka, uvicorn, numpy: about 50-60 MB each).
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ def create_app(
     broker = make_broker(ingest.kafka, "onebox", ingest.shutdown_grace_seconds)
     # each stage sizes its largest input (chunk seconds, embedding batch) from the RSS it finds
     # after its own load: the largest model first, so embed and ingest count it in
+    embed_lifespan, api = attach_embed(broker, embed)
     lifespans = [
         attach_transcribe(broker, transcribe),
-        attach_embed(broker, embed),
+        embed_lifespan,
         attach_ingest(broker, ingest),
     ]
-    return build_app(broker, _together(lifespans), Readiness(), ingest.memory)
+    together = _together(lifespans)
+    return build_app(broker, together, Readiness(), ingest.memory, api, "streamscribe all")
 
 
 def _together(lifespans: list[Lifespan]) -> Lifespan:

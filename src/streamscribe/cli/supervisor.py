@@ -12,18 +12,15 @@ import signal
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
-
-from faststream.kafka import KafkaBroker
 
 from streamscribe.cli.broker import EmbeddedBroker, is_listening, loopback_address
 from streamscribe.cli.recycle import broker_rss, busy, keep_dead_letters, restore_dead_letters
 from streamscribe.cli.resume import resume_unfinished
 from streamscribe.common.drain import marker
 from streamscribe.common.errors import ConfigError, StreamscribeError
-from streamscribe.common.kafka import ensure_topics, make_broker
+from streamscribe.common.kafka import connected, ensure_topics
 from streamscribe.common.settings import CommonSettings, ServiceSection
 from streamscribe.embed.settings import EmbedSettings
 from streamscribe.embed.store.ledger import open_ledger
@@ -32,7 +29,8 @@ STOP_MARGIN_SECONDS = 10.0  # beyond the workers' own grace, before they are kil
 RESTART_BACKOFF_MAX = 30.0
 
 
-SECTION_OF = {"all": "ingest"}
+SECTION_OF = {"all": "embed"}
+API_SERVERS = {"embed", "all"}  # who serves the HTTP API
 REPLICA_PORT_STEP = 10
 STABLE_SECONDS = 60.0  # a worker that lived this long restarts without backoff
 WORKER_MALLOC = {
@@ -73,7 +71,7 @@ class Worker:
         env = {
             **WORKER_MALLOC,
             **os.environ,
-            # the one-process worker serves on ingest's port
+            # the one-process worker serves on embed's port (with the HTTP API)
             f"STREAMSCRIBE_{SECTION_OF.get(self.name, self.name).upper()}__HTTP_PORT": str(
                 self.port
             ),
@@ -148,6 +146,9 @@ class Supervisor:
             await self._await_ready(ready_timeout)
             for worker in self.workers:
                 self.echo(f"{worker.label}: metrics {worker.base_url}/metrics")
+            for worker in self.workers:
+                if worker.name in API_SERVERS:
+                    self.echo(f"{worker.label}: HTTP API {worker.base_url} (/openapi.json)")
             self.echo("streamscribe ready")
             await self._watch()
             return 0
@@ -183,19 +184,10 @@ class Supervisor:
                 raise ConfigError(f"not ready after {timeout:.0f}s: {names}")
             await asyncio.sleep(0.5)
 
-    @asynccontextmanager
-    async def _publisher(self) -> AsyncIterator[KafkaBroker]:
-        broker = make_broker(self.settings.kafka, "up", self.settings.shutdown_grace_seconds)
-        await broker.connect()
-        try:
-            yield broker
-        finally:
-            await broker.stop()
-
     async def _resume(self) -> None:
         ledger = await asyncio.to_thread(open_ledger, self.index)
         try:
-            async with self._publisher() as broker:
+            async with connected(self.settings.kafka, "up") as broker:
                 count = await resume_unfinished(broker, self.settings, ledger)
         finally:
             ledger.close()
@@ -224,7 +216,7 @@ class Supervisor:
         await self.broker.stop()
         await self.broker.start()
         await ensure_topics(self.settings.kafka, self.settings.topics)
-        async with self._publisher() as broker:
+        async with connected(self.settings.kafka, "up") as broker:
             await restore_dead_letters(broker, kept)
         self._end_drain()
         await self._resume()

@@ -19,7 +19,7 @@ from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaMessage
 
-from streamscribe.common import metrics
+from streamscribe.common import logcontext, metrics
 from streamscribe.common.errors import InvalidEventError, MediaError, TransientError
 from streamscribe.common.events import (
     Event,
@@ -86,7 +86,8 @@ class Delivery:
             except InvalidEventError as exc:
                 await self._reject(message, exc)
             else:
-                await self._run(message, event, work)
+                with logcontext.about(_identity(event)[0], getattr(event, "seq", None)):
+                    await self._run(message, event, work)
             metrics.STAGE_SECONDS.labels(self.stage).observe(time.monotonic() - started)
             await message.ack()
         # committed: if this message left RSS above the ceiling, a restart will not repeat it

@@ -5,14 +5,34 @@
 - MediaError: this media can never succeed: terminal `media.failed` with its reason.
 - TransientError: worth another try: bounded retries with backoff, then a dead letter.
 - ConfigError: the operator must fix a setting; raised before any message is consumed.
+
+`Reason` (the codes of `media.failed`) lives here, beside the error that carries it, so errors
+and events need not import each other.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from enum import StrEnum
 
-if TYPE_CHECKING:
-    from streamscribe.common.events import Reason
+
+class Reason(StrEnum):
+    """Machine-readable reasons carried by `media.failed`."""
+
+    REFUSED_URL = "refused_url"
+    NOT_FOUND = "not_found"
+    UNSUPPORTED_MEDIA = "unsupported_media"
+    TOO_LARGE = "too_large"
+    TOO_LONG = "too_long"
+    LIVE_STREAM = "live_stream"
+    DOWNLOAD_ERROR = "download_error"
+    DECODE_ERROR = "decode_error"
+    NO_AUDIO = "no_audio"
+    INVALID_EVENT = "invalid_event"
+    TRANSCRIBE_ERROR = "transcribe_error"
+    INDEX_ERROR = "index_error"
+    INTERRUPTED = "interrupted"
+    NO_CAPTIONS = "no_captions"
+    UNSUPPORTED_LANGUAGE = "unsupported_language"
 
 
 class StreamscribeError(Exception):

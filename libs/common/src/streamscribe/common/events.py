@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from streamscribe.common.errors import InvalidEventError
+from streamscribe.common.errors import Reason as Reason  # where it always was, for callers
 
 MEDIA_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 MAX_EVENT_BYTES = 4 * 1024 * 1024
@@ -66,26 +67,6 @@ AudioBytes = Annotated[
     PlainValidator(_audio_from),
     PlainSerializer(lambda raw: base64.b64encode(raw).decode("ascii"), return_type=str),
 ]
-
-
-class Reason(StrEnum):
-    """Machine-readable reasons carried by `media.failed`."""
-
-    REFUSED_URL = "refused_url"
-    NOT_FOUND = "not_found"
-    UNSUPPORTED_MEDIA = "unsupported_media"
-    TOO_LARGE = "too_large"
-    TOO_LONG = "too_long"
-    LIVE_STREAM = "live_stream"
-    DOWNLOAD_ERROR = "download_error"
-    DECODE_ERROR = "decode_error"
-    NO_AUDIO = "no_audio"
-    INVALID_EVENT = "invalid_event"
-    TRANSCRIBE_ERROR = "transcribe_error"
-    INDEX_ERROR = "index_error"
-    INTERRUPTED = "interrupted"
-    NO_CAPTIONS = "no_captions"
-    UNSUPPORTED_LANGUAGE = "unsupported_language"
 
 
 class TranscriptSource(StrEnum):

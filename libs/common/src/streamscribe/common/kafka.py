@@ -1,10 +1,12 @@
-"""Connections to the broker: the FastStream broker of a service, and raw aiokafka clients
-(admin, tracker consumers, CLI producers) configured from the same settings."""
+"""Connections to the broker: the FastStream broker of a service (and of the CLI, to publish),
+and raw aiokafka clients (admin, the CLI's dead-letter reader) configured from the same
+settings."""
 
 from __future__ import annotations
 
 import contextlib
 import ssl
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -68,6 +70,18 @@ def make_broker(kafka: KafkaSettings, client_id: str, grace_seconds: float) -> K
         security=security(kafka),
         **producer_kwargs(kafka),
     )
+
+
+@contextlib.asynccontextmanager
+async def connected(kafka: KafkaSettings, client_id: str) -> AsyncIterator[KafkaBroker]:
+    """A broker to publish with (no subscribers), connected for the block: the CLI's and `up`'s
+    one way to publish, the same `publish_event` the services use."""
+    broker = make_broker(kafka, client_id, grace_seconds=5.0)
+    await broker.connect()
+    try:
+        yield broker
+    finally:
+        await broker.stop()
 
 
 async def ensure_topics(kafka: KafkaSettings, topics: TopicSettings) -> list[str]:

@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import psutil
+from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import IllegalStateError
 from faststream.kafka import KafkaBroker
-from faststream.kafka.subscriber.usecase import LogicSubscriber
 
 from streamscribe.common import metrics
 from streamscribe.common.errors import ConfigError
@@ -255,12 +255,10 @@ class MemoryGuard:
             consumer.resume(*held)
 
     def _consumers(self) -> list[Any]:
-        """The aiokafka consumer of every started subscriber of the broker."""
-        return [
-            sub.consumer
-            for sub in self.broker.subscribers
-            if isinstance(sub, LogicSubscriber) and sub.consumer is not None
-        ]
+        """The aiokafka consumer of every started subscriber of the broker. Found by its type,
+        aiokafka's public one: FastStream exports no subscriber class to test against."""
+        found = (getattr(sub, "consumer", None) for sub in self.broker.subscribers)
+        return [consumer for consumer in found if isinstance(consumer, AIOKafkaConsumer)]
 
 
 async def _report_lag(consumers: list[Any]) -> None:

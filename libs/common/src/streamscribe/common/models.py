@@ -3,6 +3,7 @@ or a hub name, which is fetched only when the operator allows it."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,3 +30,13 @@ def resolve_model(
         f"{service} model {model!r} is not a directory; set "
         f"STREAMSCRIBE_{service.upper()}__ALLOW_DOWNLOAD=true to fetch it from the hub"
     )
+
+
+def hub_environment(offline: bool) -> None:
+    """The Hugging Face libraries' environment, set in this one place: no hub request when
+    `offline` (a bundled or local model, downloads not allowed), and no progress bars or
+    advice on a worker's log."""
+    if offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

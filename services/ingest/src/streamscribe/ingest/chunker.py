@@ -8,25 +8,20 @@ See that module for how chunks are cut.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from pathlib import Path
-
-import numpy as np
 
 from streamscribe.common.errors import MediaError
 from streamscribe.common.events import Reason
 from streamscribe.ingest.decode_child import (
-    SAMPLE_RATE,
     Chunk,
     ChunkError,
     ChunkLimits,
     Samples,
     chunks,
-    decode_blocks,
 )
 
-__all__ = ["SAMPLE_RATE", "Chunk", "ChunkLimits", "Samples", "chunk_file", "decode_chunk"]
+__all__ = ["Chunk", "ChunkLimits", "Samples", "chunk_file"]
 
 
 def chunk_file(path: Path, limits: ChunkLimits) -> Iterator[Chunk]:
@@ -40,15 +35,3 @@ def chunk_file(path: Path, limits: ChunkLimits) -> Iterator[Chunk]:
     except ChunkError as exc:
         # Chained to what caused the failure (libav's error, if any), as if raised directly.
         raise MediaError(Reason(exc.code), exc.detail) from exc.__cause__
-
-
-def decode_chunk(audio: bytes) -> Samples:
-    """The float32 mono 16 kHz samples of one encoded chunk; DECODE_ERROR if unreadable."""
-    try:
-        blocks = list(decode_blocks(io.BytesIO(audio), "audio chunk", None))
-    except ChunkError as exc:
-        # Whatever is wrong with a chunk, the bytes are at fault, not the media.
-        raise MediaError(Reason.DECODE_ERROR, exc.detail) from exc
-    if not blocks:
-        raise MediaError(Reason.DECODE_ERROR, "audio chunk contains no audio samples")
-    return np.concatenate(blocks)

@@ -39,7 +39,7 @@ import numpy.typing as npt
 from av.audio.stream import AudioStream
 from av.container import InputContainer
 
-SAMPLE_RATE = 16000
+from streamscribe.common.audio import CHUNK_CODEC, CHUNK_CONTAINER, SAMPLE_RATE
 
 # The failure codes: the values of the Reason members they stand for.
 DECODE_ERROR = "decode_error"
@@ -248,8 +248,8 @@ def _find_quietest(samples: Samples, start: int) -> int:
 def _encode(samples: Samples) -> bytes:
     """Ogg/Opus bytes of `samples`; libopus accepts 16 kHz input natively."""
     out = io.BytesIO()
-    with av.open(out, mode="w", format="ogg") as container:
-        stream = container.add_stream("libopus", rate=SAMPLE_RATE, layout="mono")
+    with av.open(out, mode="w", format=CHUNK_CONTAINER) as container:
+        stream = container.add_stream(CHUNK_CODEC, rate=SAMPLE_RATE, layout="mono")
         stream.bit_rate = _BIT_RATE
         for start in range(0, samples.size, _ENCODE_BLOCK):
             block = samples[start : start + _ENCODE_BLOCK]

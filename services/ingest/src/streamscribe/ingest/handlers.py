@@ -21,8 +21,8 @@ from streamscribe.common.events import (
 )
 from streamscribe.common.tempfiles import TempRoot
 from streamscribe.ingest.captions import CaptionsMode, chunks
+from streamscribe.ingest.chunk_source import decode_limits
 from streamscribe.ingest.chunker import ChunkLimits
-from streamscribe.ingest.decoder import DecodeLimits
 from streamscribe.ingest.downloader import CaptionChoice, Captions, DownloadLimits, download
 from streamscribe.ingest.publisher import MediaRef, audio_key, publish_audio
 from streamscribe.ingest.settings import IngestSection, IngestSettings
@@ -45,20 +45,6 @@ def url_policy(section: IngestSection) -> UrlPolicy:
         allow_private_networks=section.allow_private_networks,
         allowed_hosts=frozenset(section.allowed_hosts),
     )
-
-
-def chunk_limits(section: IngestSection, max_seconds: float | None = None) -> ChunkLimits:
-    """The configured chunking, with chunks no longer than `max_seconds` when given."""
-    longest = section.chunk_max_seconds
-    return ChunkLimits(
-        min_seconds=section.chunk_min_seconds,
-        max_seconds=longest if max_seconds is None else min(longest, max_seconds),
-        max_duration_seconds=section.max_duration_seconds,
-    )
-
-
-def decode_limits(section: IngestSection, chunks: ChunkLimits) -> DecodeLimits:
-    return DecodeLimits.for_chunks(chunks, section.decoder_memory_bytes)
 
 
 def register(broker: KafkaBroker, settings: IngestSettings, resources: Resources) -> None:
@@ -125,5 +111,5 @@ def register(broker: KafkaBroker, settings: IngestSettings, resources: Resources
     async def on_requested(message: KafkaMessage) -> None:
         await delivery.handle(message, MediaRequested, ingest)
 
-    group = section.group_id or "streamscribe-ingest"
+    group = section.group(STAGE)
     subscribe(broker, settings.topics.requested, group, on_requested, section.max_poll_interval_ms)

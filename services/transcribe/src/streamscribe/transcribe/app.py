@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker
 
+from streamscribe.common.events import Event, MediaFailed, Transcript
 from streamscribe.common.kafka import ensure_topics, make_broker
 from streamscribe.common.memory import admitted, load_model, resolve_marks, rss
 from streamscribe.common.service import Lifespan, Readiness, build_app
@@ -46,4 +47,10 @@ def attach(broker: KafkaBroker, settings: TranscribeSettings) -> Lifespan:
 
 def create_app(settings: TranscribeSettings) -> AsgiFastStream:
     broker = make_broker(settings.kafka, "transcribe", settings.shutdown_grace_seconds)
-    return build_app(broker, attach(broker, settings), Readiness(), settings.memory)
+    lifespan = attach(broker, settings)
+    publishes: dict[str, type[Event]] = {
+        settings.topics.transcript: Transcript,
+        settings.topics.failed: MediaFailed,
+    }
+    title = "streamscribe transcribe"
+    return build_app(broker, lifespan, Readiness(), settings.memory, None, title, publishes)

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import io
 
-import numpy as np
-from faster_whisper import decode_audio
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
 from streamscribe.common import metrics
+from streamscribe.common.audio import SAMPLE_RATE, decode_chunk
 from streamscribe.common.consumer import subscribe
 from streamscribe.common.delivery import Delivery, publish_event
 from streamscribe.common.errors import MediaError
@@ -19,7 +17,6 @@ from streamscribe.transcribe.settings import TranscribeSettings
 from streamscribe.transcribe.transcriber import Transcriber
 
 STAGE = "transcribe"
-SAMPLE_RATE = 16_000
 # Decoded Opus may run a few milliseconds past the chunk's end (codec padding).
 DECODE_SLACK_SECONDS = 1.0
 # What the consumer may prefetch of `media.audio`: about two 30 s chunks (Opus at 24 kbit/s,
@@ -32,13 +29,6 @@ class Resources:
 
     transcriber: Transcriber
     max_chunk_seconds: int
-
-
-def decode(audio: bytes) -> np.ndarray:
-    try:
-        return np.asarray(decode_audio(io.BytesIO(audio), sampling_rate=SAMPLE_RATE), np.float32)
-    except Exception as exc:
-        raise MediaError(Reason.DECODE_ERROR, f"audio chunk cannot be decoded: {exc}") from exc
 
 
 def refuse_longer(seconds: float, limit: int, slack: float = 0.0) -> None:
@@ -57,7 +47,7 @@ def register(broker: KafkaBroker, settings: TranscribeSettings, resources: Resou
         resources.transcriber.check_language(chunk.language)  # before any work on the chunk
         limit = resources.max_chunk_seconds
         refuse_longer(chunk.end - chunk.start, limit)  # before decoding it
-        audio = await asyncio.to_thread(decode, chunk.audio)
+        audio = await asyncio.to_thread(decode_chunk, chunk.audio)
         refuse_longer(len(audio) / SAMPLE_RATE, limit, DECODE_SLACK_SECONDS)  # events can lie
         result = await asyncio.to_thread(
             resources.transcriber.transcribe, audio, chunk.start, chunk.language
@@ -82,5 +72,5 @@ def register(broker: KafkaBroker, settings: TranscribeSettings, resources: Resou
     async def on_audio(message: KafkaMessage) -> None:
         await delivery.handle(message, AudioChunk, transcribe)
 
-    group = settings.transcribe.group_id or "streamscribe-transcribe"
+    group = settings.transcribe.group(STAGE)
     subscribe(broker, settings.topics.audio, group, on_audio, fetch_bytes=AUDIO_FETCH_BYTES)

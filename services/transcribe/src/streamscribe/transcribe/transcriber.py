@@ -14,7 +14,6 @@ Longer chunks, `vad_filter`, and windows whose text comes out unpunctuated go th
 from __future__ import annotations
 
 import inspect
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -27,13 +26,13 @@ from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens
 
 from streamscribe.common import models as common_models
+from streamscribe.common.audio import SAMPLE_RATE
 from streamscribe.common.errors import ConfigError, MediaError
 from streamscribe.common.events import Reason, Segment, Word
 from streamscribe.transcribe import multilingual
 from streamscribe.transcribe.int8_model import ensure_int8
 from streamscribe.transcribe.settings import TranscribeSection
 
-SAMPLE_RATE = 16_000
 WINDOW_SAMPLES = 30 * SAMPLE_RATE
 # Decoded Opus runs a few milliseconds past the chunk's end: codec padding, silence.
 WINDOW_SLACK_SAMPLES = SAMPLE_RATE // 10
@@ -83,8 +82,7 @@ class Transcriber:
     def __init__(self, section: TranscribeSection, data_dir: Path | None = None) -> None:
         self.section = section
         model = resolve_model(section, data_dir)
-        if not section.allow_download:
-            os.environ["HF_HUB_OFFLINE"] = "1"
+        common_models.hub_environment(offline=not section.allow_download)
         self.model = WhisperModel(
             model,
             device="cpu",

@@ -14,6 +14,7 @@ SQLite would break by failing one of them at once).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,13 +40,30 @@ def connect(path: Path, busy_timeout_ms: int, vectors: bool = False) -> apsw.Con
             connection.enable_load_extension(True)
             connection.load_extension(sqlite_vec.loadable_path())
             connection.enable_load_extension(False)
-        connection.execute("PRAGMA journal_mode=WAL")
+        _wal(connection, busy_timeout_ms)
         # NORMAL in WAL mode: a commit survives a process crash (kill -9), only a power cut may
         # lose the last transactions; the work is redelivered from Kafka then anyway
         connection.execute("PRAGMA synchronous=NORMAL")
     except apsw.Error as exc:
         raise TransientError(f"cannot open the database {path.name}: {exc}") from exc
     return connection
+
+
+def _wal(connection: apsw.Connection, busy_timeout_ms: int) -> None:
+    """WAL mode, which the file keeps once set. Switching to it is not covered by the busy
+    timeout: processes opening a new file at once (two embed replicas, each with its consumer's
+    and its API's connection) get "database is locked" at once, so they try again here."""
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    while True:
+        try:
+            (mode,) = next(connection.execute("PRAGMA journal_mode"))
+            if str(mode).lower() != "wal":
+                connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except apsw.BusyError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 @contextmanager

@@ -1,0 +1,135 @@
+"""`status`, `search` and `transcript` are clients of the HTTP API: they need no broker and no
+local database, refuse partial transcripts, and say what to start when the API is not there."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from faststream.kafka import KafkaBroker
+from rich.console import Console
+from typer.testing import CliRunner
+
+from streamscribe.cli.main import _table, app
+from tests.api_server import api_on, serving
+from tests.factories import transcript_chunk as chunk
+
+# no broker listens here: these commands must not need one
+NO_BROKER = {"STREAMSCRIBE_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:9"}
+LONG_ID = "m-0123456789abcdef0123"
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The CLI's environment, pointed at an API holding: m1 indexed (2 chunks, stored out of
+    order), m3 with 2 of 3 chunks, `other` failed. The CLI's own data dir is empty."""
+    chunks = [chunk(1, 2), chunk(0, 2), chunk(0, 3, media_id="m3"), chunk(2, 3, media_id="m3")]
+    api = api_on(tmp_path / "pipeline", KafkaBroker(), chunks)
+    assert api.index is not None
+    failure = {"stage": "ingest", "reason": "not_found", "detail": "404"}
+    api.index.ledger.fail("other", None, failure, None)
+    with serving(api) as url:
+        yield {
+            **NO_BROKER,
+            "STREAMSCRIBE_DATA_DIR": str(tmp_path / "cli"),
+            "STREAMSCRIBE_API_URL": url,
+        }
+
+
+def test_transcript_of_a_half_indexed_media_says_so_and_fails(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    result = CliRunner().invoke(app, ["transcript", "m3"], env=env)
+    assert result.exit_code == 1
+    assert "transcribing, 2/3 chunks stored" in " ".join(result.output.split())
+    assert str(tmp_path) not in result.output
+
+
+def test_transcript_of_an_indexed_media_in_time_order(env: dict[str, str]) -> None:
+    result = CliRunner().invoke(app, ["transcript", "m1", "--format", "srt"], env=env)
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("1\n00:00:01,000 --> 00:00:02,000\nchunk 0")
+    assert result.output.index("chunk 0") < result.output.index("chunk 1")
+
+
+def test_status_asks_the_api(env: dict[str, str]) -> None:
+    one = CliRunner().invoke(app, ["status", "m3", "--json"], env=env)
+    assert one.exit_code == 0, one.output
+    record = json.loads(one.output)
+    assert (record["state"], record["chunks"]) == ("transcribing", {"total": 3, "stored": 2})
+    every = json.loads(CliRunner().invoke(app, ["status", "--json"], env=env).output)
+    states = {r["media_id"]: r["state"] for r in every}
+    assert states == {"m1": "indexed", "m3": "transcribing", "other": "failed"}
+    missing = CliRunner().invoke(app, ["status", "nope"], env=env)
+    assert missing.exit_code == 1
+    assert "no media nope" in missing.output
+
+
+def test_search_asks_the_api(env: dict[str, str]) -> None:
+    result = CliRunner().invoke(app, ["search", "chunk 1", "-k", "2", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    assert {hit["media_id"] for hit in json.loads(result.output)} <= {"m1", "m3"}
+
+
+def test_search_on_an_empty_index_fails_saying_so(tmp_path: Path) -> None:
+    with serving(api_on(tmp_path, KafkaBroker())) as url:
+        result = CliRunner().invoke(app, ["search", "anything", "--api", url], env=NO_BROKER)
+    assert result.exit_code == 1
+    assert "nothing is indexed yet" in result.output
+
+
+@pytest.mark.parametrize("command", [["status"], ["search", "x"], ["transcript", "m1"]])
+def test_an_unreachable_api_says_what_to_start(command: list[str]) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    result = CliRunner().invoke(app, [*command, "--api", url], env=NO_BROKER)
+    assert result.exit_code == 1
+    output = " ".join(result.output.split())
+    assert f"cannot reach the streamscribe HTTP API at {url}" in output
+    assert "streamscribe up" in output
+    assert "STREAMSCRIBE_API_URL" in output
+    assert "Traceback" not in output
+
+
+def test_dlq_list_of_an_unknown_topic_fails() -> None:
+    result = CliRunner().invoke(app, ["dlq", "list", "media.requestd"], env=NO_BROKER)
+    assert result.exit_code == 1
+    assert "unknown topic 'media.requestd'" in result.output
+
+
+def test_ids_stay_whole_in_an_80_column_table() -> None:
+    table = _table(("score", "media", "text", "source"), [LONG_ID])
+    table.add_row("0.5", LONG_ID, "words " * 40, "https://example.org/" + "long/" * 10)
+    out = io.StringIO()
+    Console(file=out, width=80).print(table)
+    assert LONG_ID in out.getvalue()
+
+
+def test_api_option_takes_only_http_urls() -> None:
+    result = CliRunner().invoke(app, ["status", "--api", "file:///etc/passwd"], env=NO_BROKER)
+    assert result.exit_code == 1
+    assert "--api takes an http:// or https:// URL" in result.output
+
+
+YTDLP_404 = "ERROR: [generic] talk: Unable to download webpage: HTTP Error 404 [/x]"
+
+
+def test_messages_are_shown_verbatim(tmp_path: Path) -> None:
+    """yt-dlp's "[generic]" and any bracket are text, never Rich markup."""
+    api = api_on(tmp_path, KafkaBroker())
+    assert api.index is not None
+    failure = {"stage": "ingest", "reason": "not_found", "detail": YTDLP_404}
+    api.index.ledger.fail("gone", None, failure, None)
+    with serving(api) as url:
+        env = {**NO_BROKER, "STREAMSCRIBE_API_URL": url, "COLUMNS": "400"}
+        table = CliRunner().invoke(app, ["status"], env=env)
+        refused = CliRunner().invoke(app, ["transcript", "[generic]"], env=env)
+    assert table.exit_code == 0, table.output
+    assert YTDLP_404 in table.output
+    assert refused.exit_code == 1
+    assert "no media [generic]" in refused.output
