@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from streamscribe.common.audio import decode_chunk
 from streamscribe.common.errors import ConfigError, MediaError
 from streamscribe.common.events import Reason
 from streamscribe.ingest.chunker import ChunkLimits, chunk_file
-from streamscribe.transcribe.handlers import decode
 from streamscribe.transcribe.settings import TranscribeSection
 from streamscribe.transcribe.transcriber import Transcriber
 from tests.conftest import require_tool
@@ -27,7 +27,7 @@ GERMAN = (
 
 def first_chunk(path: Path) -> tuple[np.ndarray, float]:
     chunk = next(iter(chunk_file(path, ChunkLimits(26, 30))))
-    return decode(chunk.audio), chunk.start
+    return decode_chunk(chunk.audio), chunk.start
 
 
 @pytest.fixture(scope="module")
