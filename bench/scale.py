@@ -73,6 +73,8 @@ def publish(bootstrap: str, media: Path, data: Path) -> Published:
         raise RuntimeError(f"submit failed: {result.stderr[-2000:]}")
     media_id = result.stdout.strip().splitlines()[-1]
     records = asyncio.run(read_all(bootstrap, f"{prefix}media.audio"))
+    if not records:
+        raise RuntimeError(f"no chunks found in {prefix}media.audio: {result.stderr[-500:]}")
     partitions = Counter(partition for partition, *_ in records)
     return Published(prefix, media_id, len(records), dict(sorted(partitions.items())))
 
@@ -84,8 +86,12 @@ async def read_all(bootstrap: str, topic: str) -> list[Record]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer.topics()  # fetches the metadata partitions_for_topic reads
-        found = consumer.partitions_for_topic(topic) or set()
+        found: set[int] = set()
+        for _ in range(60):  # the first metadata answer may not list a topic just written to
+            await consumer.topics()  # fetches the metadata partitions_for_topic reads
+            if found := consumer.partitions_for_topic(topic) or set():
+                break
+            await asyncio.sleep(0.5)
         parts = [TopicPartition(topic, p) for p in sorted(found)]
         consumer.assign(parts)
         ends = await consumer.end_offsets(parts)
