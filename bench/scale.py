@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import time
@@ -72,9 +73,14 @@ def publish(bootstrap: str, media: Path, data: Path) -> Published:
     if result.returncode != 0:
         raise RuntimeError(f"submit failed: {result.stderr[-2000:]}")
     media_id = result.stdout.strip().splitlines()[-1]
-    records = asyncio.run(read_all(bootstrap, f"{prefix}media.audio"))
-    if not records:
-        raise RuntimeError(f"no chunks found in {prefix}media.audio: {result.stderr[-500:]}")
+    expected = int(re.search(r"published (\d+) chunks", result.stderr)[1])  # type: ignore[index]
+    records: list[Record] = []
+    for _ in range(10):  # a read right after the write may not see every partition's end yet
+        if len(records := asyncio.run(read_all(bootstrap, f"{prefix}media.audio"))) == expected:
+            break
+        time.sleep(2)
+    else:
+        raise RuntimeError(f"{len(records)} of {expected} chunks found in {prefix}media.audio")
     partitions = Counter(partition for partition, *_ in records)
     return Published(prefix, media_id, len(records), dict(sorted(partitions.items())))
 
@@ -112,6 +118,7 @@ async def copy(bootstrap: str, source: str, target: str) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=2**21)
     await producer.start()
     try:
+        await partitions_known(producer, target)
         sent = [
             await producer.send(target, value, key=key, partition=partition, headers=headers)
             for partition, key, value, headers in records
@@ -119,6 +126,17 @@ async def copy(bootstrap: str, source: str, target: str) -> None:
         await asyncio.gather(*sent)
     finally:
         await producer.stop()
+
+
+async def partitions_known(producer: AIOKafkaProducer, topic: str) -> None:
+    """The producer's metadata lists every partition of the workers' topic: sending to a
+    partition it does not know yet fails ("Unrecognized partition")."""
+    for _ in range(120):
+        if len(await producer.partitions_for(topic)) >= PARTITIONS:
+            return
+        await asyncio.sleep(0.5)
+        await producer.client.force_metadata_update()
+    raise RuntimeError(f"{topic} has fewer than {PARTITIONS} partitions")
 
 
 def environment(bootstrap: str, prefix: str, data: Path, **extra: str) -> dict[str, str]:
