@@ -78,18 +78,23 @@ def publish(bootstrap: str, media: Path, data: Path) -> Published:
         raise RuntimeError(f"submit failed: {result.stderr[-2000:]}")
     media_id = result.stdout.strip().splitlines()[-1]
     expected = int(re.search(r"published (\d+) chunks", result.stderr)[1])  # type: ignore[index]
-    records: list[Record] = []
-    for _ in range(10):  # a read right after the write may not see every partition's end yet
-        if len(records := asyncio.run(read_all(bootstrap, f"{prefix}media.audio"))) == expected:
-            break
-        time.sleep(2)
-    else:
-        raise RuntimeError(f"{len(records)} of {expected} chunks found in {prefix}media.audio")
+    records = asyncio.run(read_exactly(bootstrap, f"{prefix}media.audio", expected))
     partitions = Counter(partition for partition, *_ in records)
     return Published(prefix, media_id, len(records), dict(sorted(partitions.items())))
 
 
 Record = tuple[int, bytes | None, bytes, list[tuple[str, bytes]]]
+
+
+async def read_exactly(bootstrap: str, topic: str, expected: int) -> list[Record]:
+    """All `expected` records of the topic. Tansu's first answers about a topic just written to
+    may list no partition or offsets of 0, so a short read is read again."""
+    records: list[Record] = []
+    for _ in range(20):
+        if len(records := await read_all(bootstrap, topic)) == expected:
+            return records
+        await asyncio.sleep(2)
+    raise RuntimeError(f"{len(records)} of {expected} records found in {topic}")
 
 
 async def read_all(bootstrap: str, topic: str) -> list[Record]:
@@ -116,9 +121,9 @@ async def read_all(bootstrap: str, topic: str) -> list[Record]:
         await consumer.stop()
 
 
-async def copy(bootstrap: str, source: str, target: str) -> None:
+async def copy(bootstrap: str, source: str, target: str, expected: int) -> None:
     """Every record of `source` into the same partition of `target`, as fast as it goes."""
-    records = await read_all(bootstrap, source)
+    records = await read_exactly(bootstrap, source, expected)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=2**21)
     await producer.start()
     try:
@@ -179,7 +184,8 @@ def measure(bootstrap: str, published: Published, workers: int, threads: int) ->
             processes.append((process, port))
         wait_ready(processes, log)
         started = time.monotonic()
-        asyncio.run(copy(bootstrap, f"{published.prefix}media.audio", f"{prefix}media.audio"))
+        source, target = f"{published.prefix}media.audio", f"{prefix}media.audio"
+        asyncio.run(copy(bootstrap, source, target, published.chunks))
         deadline = started + 6 * 3600
         while sum(scrape(port, CHUNKS_DONE) for _, port in processes) < published.chunks:
             if time.monotonic() > deadline or any(p.poll() is not None for p, _ in processes):
