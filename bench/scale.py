@@ -45,12 +45,16 @@ READY_TIMEOUT = 300.0
 MB = 1_000_000
 
 
+Record = tuple[int, bytes | None, bytes, list[tuple[str, bytes]]]
+
+
 @dataclass(frozen=True)
 class Published:
     prefix: str
     media_id: str
     chunks: int
     partitions: dict[int, int]  # partition -> chunks of the media in it
+    records: list[Record]  # read once, so the timed copy only sends
 
 
 @dataclass(frozen=True)
@@ -80,10 +84,7 @@ def publish(bootstrap: str, media: Path, data: Path) -> Published:
     expected = int(re.search(r"published (\d+) chunks", result.stderr)[1])  # type: ignore[index]
     records = asyncio.run(read_exactly(bootstrap, f"{prefix}media.audio", expected))
     partitions = Counter(partition for partition, *_ in records)
-    return Published(prefix, media_id, len(records), dict(sorted(partitions.items())))
-
-
-Record = tuple[int, bytes | None, bytes, list[tuple[str, bytes]]]
+    return Published(prefix, media_id, len(records), dict(sorted(partitions.items())), records)
 
 
 async def read_exactly(bootstrap: str, topic: str, expected: int) -> list[Record]:
@@ -121,9 +122,8 @@ async def read_all(bootstrap: str, topic: str) -> list[Record]:
         await consumer.stop()
 
 
-async def copy(bootstrap: str, source: str, target: str, expected: int) -> None:
-    """Every record of `source` into the same partition of `target`, as fast as it goes."""
-    records = await read_exactly(bootstrap, source, expected)
+async def copy(bootstrap: str, records: list[Record], target: str) -> None:
+    """Every published record into the same partition of `target`, as fast as it goes."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=2**21)
     await producer.start()
     try:
@@ -184,8 +184,7 @@ def measure(bootstrap: str, published: Published, workers: int, threads: int) ->
             processes.append((process, port))
         wait_ready(processes, log)
         started = time.monotonic()
-        source, target = f"{published.prefix}media.audio", f"{prefix}media.audio"
-        asyncio.run(copy(bootstrap, source, target, published.chunks))
+        asyncio.run(copy(bootstrap, published.records, f"{prefix}media.audio"))
         deadline = started + 6 * 3600
         while sum(scrape(port, CHUNKS_DONE) for _, port in processes) < published.chunks:
             if time.monotonic() > deadline or any(p.poll() is not None for p, _ in processes):
