@@ -8,10 +8,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from faststream.kafka.annotations import KafkaMessage
-
-from streamscribe.common.consumer import subscribe
-from streamscribe.common.delivery import Delivery
+from streamscribe.common.consumer import Stage
 from streamscribe.common.events import MediaRequested
 from streamscribe.common.kafka import make_broker
 from streamscribe.common.memory import rss
@@ -39,7 +36,7 @@ def main(bootstrap: str, topic: str, group: str) -> None:
     memory = MemorySettings(ceiling_bytes=rss() + HEADROOM, sample_seconds=0.1)
     settings = CommonSettings(kafka=KafkaSettings(bootstrap_servers=bootstrap), memory=memory)
     broker = make_broker(settings.kafka, "leaky", 5.0)
-    delivery = Delivery(broker, settings, "leaky")
+    stage = Stage(settings, "leaky")
     leaked: list[bytearray] = []
 
     async def work(event: MediaRequested) -> None:
@@ -47,10 +44,8 @@ def main(bootstrap: str, topic: str, group: str) -> None:
         if event.url.endswith("/leak"):
             leaked.append(touched(LEAK))
 
-    async def on_message(message: KafkaMessage) -> None:
-        await delivery.handle(message, MediaRequested, work)
-
-    subscribe(broker, topic, group, on_message)
+    stage.subscribe(topic, group, work)
+    broker.include_router(stage.router)
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:

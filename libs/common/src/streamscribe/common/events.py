@@ -22,6 +22,7 @@ from pydantic import (
     PlainSerializer,
     PlainValidator,
     ValidationError,
+    WithJsonSchema,
     field_validator,
 )
 
@@ -66,6 +67,7 @@ AudioBytes = Annotated[
     bytes,
     PlainValidator(_audio_from),
     PlainSerializer(lambda raw: base64.b64encode(raw).decode("ascii"), return_type=str),
+    WithJsonSchema({"type": "string", "contentEncoding": "base64"}),
 ]
 
 

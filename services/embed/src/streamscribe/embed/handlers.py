@@ -8,18 +8,16 @@ import logging
 from collections.abc import Callable
 
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 
 from streamscribe.common import metrics
-from streamscribe.common.consumer import subscribe
-from streamscribe.common.delivery import Delivery, publish_event, with_run
-from streamscribe.common.errors import InvalidEventError, TransientError
+from streamscribe.common.consumer import Stage
+from streamscribe.common.delivery import publish_event
+from streamscribe.common.errors import TransientError
 from streamscribe.common.events import (
     MediaFailed,
     MediaIndexed,
     MediaRequested,
     Transcript,
-    parse_event,
 )
 from streamscribe.embed.embedder import TextEmbedder
 from streamscribe.embed.passages import passages_for
@@ -40,7 +38,7 @@ class Resources:
 
 
 def register(broker: KafkaBroker, settings: EmbedSettings, resources: Resources) -> None:
-    delivery = Delivery(broker, settings, STAGE)
+    stage = Stage(settings, STAGE)
 
     async def index(transcript: Transcript) -> None:
         if not await asyncio.to_thread(resources.index.admits, transcript):
@@ -73,38 +71,23 @@ def register(broker: KafkaBroker, settings: EmbedSettings, resources: Resources)
         await publish_event(broker, settings.topics.indexed, event, completed.media_id.encode())
         await asyncio.to_thread(resources.index.ledger.announced, completed)
 
-    async def on_transcript(message: KafkaMessage) -> None:
-        await delivery.handle(message, Transcript, index)
-
-    async def on_requested(message: KafkaMessage) -> None:
-        try:
-            request = with_run(parse_event(MediaRequested, message.body), message)
-        except InvalidEventError:
-            await message.ack()  # ingest dead-letters it and fails the media it names
-            return
-        assert request.run is not None
+    async def on_requested(request: MediaRequested) -> None:
+        assert request.run is not None  # the decoder gives a request its record's run
         ledger = resources.index.ledger
         await _until_written(ledger.request, request.resolved_id, request.run, request.url)
-        await message.ack()
 
-    async def on_failed(message: KafkaMessage) -> None:
-        try:
-            failed = parse_event(MediaFailed, message.body)
-        except InvalidEventError:
-            await message.ack()
-            return
+    async def on_failed(failed: MediaFailed) -> None:
         failure = {"stage": failed.stage, "reason": failed.reason.value, "detail": failed.detail}
         ledger = resources.index.ledger
         await _until_written(ledger.fail, failed.media_id, failed.run, failure, failed.source_url)
-        await message.ack()
 
     group = settings.embed.group(STAGE)
-    subscribe(broker, settings.topics.transcript, group, on_transcript)
-    # no retry twins: media.requested.retry belongs to ingest, and a ledger write that fails
-    # waits in place (below) rather than hand a request back to ingest twice
-    for topic, handler in ((settings.topics.requested, on_requested),
-                           (settings.topics.failed, on_failed)):  # fmt: skip
-        subscribe(broker, topic, f"{group}-ledger", handler, retries=False)
+    stage.subscribe(settings.topics.transcript, group, index)
+    # followed, not owned: ingest dead-letters an invalid request and releases its retries, and
+    # a ledger write that fails waits in place (below) rather than hand a request back to ingest
+    stage.follow(settings.topics.requested, f"{group}-ledger", on_requested)
+    stage.follow(settings.topics.failed, f"{group}-ledger", on_failed)
+    broker.include_router(stage.router)
 
 
 async def _after_claim(ledger: Ledger, pending: AnnouncementInFlightError) -> Announcement | None:

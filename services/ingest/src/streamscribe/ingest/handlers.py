@@ -6,11 +6,10 @@ import asyncio
 import logging
 
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 
 from streamscribe.common import metrics
-from streamscribe.common.consumer import subscribe
-from streamscribe.common.delivery import Delivery, publish_event
+from streamscribe.common.consumer import Stage
+from streamscribe.common.delivery import publish_event
 from streamscribe.common.drain import draining
 from streamscribe.common.errors import MediaError
 from streamscribe.common.events import (
@@ -48,7 +47,7 @@ def url_policy(section: IngestSection) -> UrlPolicy:
 
 
 def register(broker: KafkaBroker, settings: IngestSettings, resources: Resources) -> None:
-    delivery = Delivery(broker, settings, STAGE)
+    stage = Stage(settings, STAGE)
     section = settings.ingest
     policy = url_policy(section)
     limits = DownloadLimits(
@@ -108,8 +107,6 @@ def register(broker: KafkaBroker, settings: IngestSettings, resources: Resources
                 # a reason is for users: the job's directory is nothing of theirs
                 raise MediaError(exc.reason, exc.detail.replace(str(job_dir), "…")) from exc
 
-    async def on_requested(message: KafkaMessage) -> None:
-        await delivery.handle(message, MediaRequested, ingest)
-
     group = section.group(STAGE)
-    subscribe(broker, settings.topics.requested, group, on_requested, section.max_poll_interval_ms)
+    stage.subscribe(settings.topics.requested, group, ingest, section.max_poll_interval_ms)
+    broker.include_router(stage.router)

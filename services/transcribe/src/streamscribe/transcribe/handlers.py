@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 
 from streamscribe.common import metrics
 from streamscribe.common.audio import SAMPLE_RATE, decode_chunk
-from streamscribe.common.consumer import subscribe
-from streamscribe.common.delivery import Delivery, publish_event
+from streamscribe.common.consumer import Stage
+from streamscribe.common.delivery import publish_event
 from streamscribe.common.errors import MediaError
 from streamscribe.common.events import AudioChunk, Reason, Transcript
 from streamscribe.transcribe.settings import TranscribeSettings
@@ -41,7 +40,7 @@ def refuse_longer(seconds: float, limit: int, slack: float = 0.0) -> None:
 
 
 def register(broker: KafkaBroker, settings: TranscribeSettings, resources: Resources) -> None:
-    delivery = Delivery(broker, settings, STAGE)
+    stage = Stage(settings, STAGE)
 
     async def transcribe(chunk: AudioChunk) -> None:
         resources.transcriber.check_language(chunk.language)  # before any work on the chunk
@@ -69,8 +68,6 @@ def register(broker: KafkaBroker, settings: TranscribeSettings, resources: Resou
         metrics.CHUNKS.labels(STAGE).inc()
         metrics.AUDIO_SECONDS.labels(STAGE).inc(chunk.end - chunk.start)
 
-    async def on_audio(message: KafkaMessage) -> None:
-        await delivery.handle(message, AudioChunk, transcribe)
-
     group = settings.transcribe.group(STAGE)
-    subscribe(broker, settings.topics.audio, group, on_audio, fetch_bytes=AUDIO_FETCH_BYTES)
+    stage.subscribe(settings.topics.audio, group, transcribe, fetch_bytes=AUDIO_FETCH_BYTES)
+    broker.include_router(stage.router)
