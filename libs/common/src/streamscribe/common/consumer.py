@@ -6,7 +6,9 @@ A stage's subscribers live on one FastStream router (`Stage.router`): those it o
 its `Delivery` middleware, those that follow another stage's topic through `Follow`, and its
 retry releasers through neither (they move raw bytes, whatever they hold)."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FastStream resolves a handler's annotations when
+# they are strings against the locals of every frame on the stack, where a name of another
+# module (a `KafkaBroker` that is not the context annotation) can shadow this one's.
 
 import inspect
 from collections.abc import Awaitable, Callable

@@ -1,13 +1,17 @@
 """media.transcript -> index -> media.indexed, once per completion; the ledger also follows
 media.requested and media.failed, so it knows every media, whichever stage it reached."""
 
-from __future__ import annotations
+# Handlers' annotations are objects, not strings (why: `common/consumer.py`).
 
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
 
-from faststream.kafka import KafkaBroker
+from faststream import Context
+from faststream.kafka import KafkaRouter
+from faststream.kafka.annotations import KafkaBroker
 
 from streamscribe.common import metrics
 from streamscribe.common.consumer import Stage
@@ -30,17 +34,24 @@ LEDGER_BACKOFF_MAX_SECONDS = 30.0
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
 class Resources:
-    """Filled by the app's lifespan before the consumer starts."""
+    """What the handlers use: opened by the app (`app.py`) before the consumers start, and
+    given to the handlers from FastStream's context, under the stage's name."""
 
     embedder: TextEmbedder
     index: Index
 
 
-def register(broker: KafkaBroker, settings: EmbedSettings, resources: Resources) -> None:
+Held = Annotated[Resources, Context(STAGE)]
+"""A handler parameter: this stage's resources, from FastStream's context."""
+
+
+def router(settings: EmbedSettings) -> KafkaRouter:
+    """Embed's subscribers: the chunks it indexes, and the topics its ledger follows."""
     stage = Stage(settings, STAGE)
 
-    async def index(transcript: Transcript) -> None:
+    async def index(transcript: Transcript, broker: KafkaBroker, resources: Held) -> None:
         if not await asyncio.to_thread(resources.index.admits, transcript):
             log.info("embed: %s belongs to an older run; skipped", transcript.chunk_id)
             return
@@ -56,9 +67,9 @@ def register(broker: KafkaBroker, settings: EmbedSettings, resources: Resources)
         metrics.CHUNKS.labels(STAGE).inc()
         metrics.AUDIO_SECONDS.labels(STAGE).inc(transcript.end - transcript.start)
         if completed is not None:
-            await announce(completed)
+            await announce(broker, resources.index.ledger, completed)
 
-    async def announce(completed: Announcement) -> None:
+    async def announce(broker: KafkaBroker, ledger: Ledger, completed: Announcement) -> None:
         """The ledger, not this process, decided the media is complete: any worker may finish
         one, and exactly one gets the claim to say so."""
         event = MediaIndexed(
@@ -69,14 +80,14 @@ def register(broker: KafkaBroker, settings: EmbedSettings, resources: Resources)
             run=completed.run,
         )
         await publish_event(broker, settings.topics.indexed, event, completed.media_id.encode())
-        await asyncio.to_thread(resources.index.ledger.announced, completed)
+        await asyncio.to_thread(ledger.announced, completed)
 
-    async def on_requested(request: MediaRequested) -> None:
+    async def on_requested(request: MediaRequested, resources: Held) -> None:
         assert request.run is not None  # the decoder gives a request its record's run
         ledger = resources.index.ledger
         await _until_written(ledger.request, request.resolved_id, request.run, request.url)
 
-    async def on_failed(failed: MediaFailed) -> None:
+    async def on_failed(failed: MediaFailed, resources: Held) -> None:
         failure = {"stage": failed.stage, "reason": failed.reason.value, "detail": failed.detail}
         ledger = resources.index.ledger
         await _until_written(ledger.fail, failed.media_id, failed.run, failure, failed.source_url)
@@ -87,7 +98,7 @@ def register(broker: KafkaBroker, settings: EmbedSettings, resources: Resources)
     # a ledger write that fails waits in place (below) rather than hand a request back to ingest
     stage.follow(settings.topics.requested, f"{group}-ledger", on_requested)
     stage.follow(settings.topics.failed, f"{group}-ledger", on_failed)
-    broker.include_router(stage.router)
+    return stage.router
 
 
 async def _after_claim(ledger: Ledger, pending: AnnouncementInFlightError) -> Announcement | None:

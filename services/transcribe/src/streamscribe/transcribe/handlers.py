@@ -1,10 +1,14 @@
 """media.audio -> media.transcript: decode one chunk, transcribe it off the event loop."""
 
-from __future__ import annotations
+# Handlers' annotations are objects, not strings (why: `common/consumer.py`).
 
 import asyncio
+from dataclasses import dataclass
+from typing import Annotated
 
-from faststream.kafka import KafkaBroker
+from faststream import Context
+from faststream.kafka import KafkaRouter
+from faststream.kafka.annotations import KafkaBroker
 
 from streamscribe.common import metrics
 from streamscribe.common.audio import SAMPLE_RATE, decode_chunk
@@ -23,11 +27,17 @@ DECODE_SLACK_SECONDS = 1.0
 AUDIO_FETCH_BYTES = 256 * 2**10
 
 
+@dataclass(frozen=True)
 class Resources:
-    """Filled by the app's lifespan before the consumer starts."""
+    """What the handler uses: opened by the app (`app.py`) before the consumer starts, and
+    given to the handler from FastStream's context, under the stage's name."""
 
     transcriber: Transcriber
     max_chunk_seconds: int
+
+
+Held = Annotated[Resources, Context(STAGE)]
+"""A handler parameter: this stage's resources, from FastStream's context."""
 
 
 def refuse_longer(seconds: float, limit: int, slack: float = 0.0) -> None:
@@ -39,10 +49,11 @@ def refuse_longer(seconds: float, limit: int, slack: float = 0.0) -> None:
         )
 
 
-def register(broker: KafkaBroker, settings: TranscribeSettings, resources: Resources) -> None:
+def router(settings: TranscribeSettings) -> KafkaRouter:
+    """Transcribe's subscribers."""
     stage = Stage(settings, STAGE)
 
-    async def transcribe(chunk: AudioChunk) -> None:
+    async def transcribe(chunk: AudioChunk, broker: KafkaBroker, resources: Held) -> None:
         resources.transcriber.check_language(chunk.language)  # before any work on the chunk
         limit = resources.max_chunk_seconds
         refuse_longer(chunk.end - chunk.start, limit)  # before decoding it
@@ -70,4 +81,4 @@ def register(broker: KafkaBroker, settings: TranscribeSettings, resources: Resou
 
     group = settings.transcribe.group(STAGE)
     stage.subscribe(settings.topics.audio, group, transcribe, fetch_bytes=AUDIO_FETCH_BYTES)
-    broker.include_router(stage.router)
+    return stage.router
