@@ -16,7 +16,7 @@ from streamscribe.common.delivery import Delivery, publish_event
 from streamscribe.common.errors import MediaError
 from streamscribe.common.events import AudioChunk, Reason, Transcript
 from streamscribe.transcribe.settings import TranscribeSettings
-from streamscribe.transcribe.transcriber import Transcriber
+from streamscribe.transcribe.transcriber import Keep, Transcriber, Transcription
 
 STAGE = "transcribe"
 SAMPLE_RATE = 16_000
@@ -47,18 +47,33 @@ def refuse_longer(seconds: float, limit: int, slack: float = 0.0) -> None:
         )
 
 
+def transcribe_chunk(
+    transcriber: Transcriber, chunk: AudioChunk, audio: np.ndarray
+) -> Transcription:
+    """The chunk's words (its lead-in heard as context), times absolute in the media."""
+    offset = max(chunk.start - chunk.lead_in, 0.0)
+    return transcriber.transcribe(audio, offset, chunk.language, kept_span(chunk))
+
+
+def kept_span(chunk: AudioChunk) -> Keep:
+    """The words this chunk keeps: those whose middle lies in its own span. Its lead-in is
+    context only: the chunk before heard those words with the pause the cut was put in after
+    them, and keeps them; the next chunk, which hears this one's end again, keeps its own."""
+    start = chunk.start if chunk.lead_in else None
+    end = chunk.end if chunk.next_lead_in and not chunk.final else None
+    return Keep(start, end)
+
+
 def register(broker: KafkaBroker, settings: TranscribeSettings, resources: Resources) -> None:
     delivery = Delivery(broker, settings, STAGE)
 
     async def transcribe(chunk: AudioChunk) -> None:
         resources.transcriber.check_language(chunk.language)  # before any work on the chunk
         limit = resources.max_chunk_seconds
-        refuse_longer(chunk.end - chunk.start, limit)  # before decoding it
+        refuse_longer(chunk.end - chunk.start + chunk.lead_in, limit)  # before decoding it
         audio = await asyncio.to_thread(decode, chunk.audio)
         refuse_longer(len(audio) / SAMPLE_RATE, limit, DECODE_SLACK_SECONDS)  # events can lie
-        result = await asyncio.to_thread(
-            resources.transcriber.transcribe, audio, chunk.start, chunk.language
-        )
+        result = await asyncio.to_thread(transcribe_chunk, resources.transcriber, chunk, audio)
         transcript = Transcript(
             media_id=chunk.media_id,
             seq=chunk.seq,
