@@ -22,14 +22,22 @@ def subscribe(
     handler: Handler,
     max_poll_interval_ms: int = 300_000,
     retries: bool = True,
+    fetch_bytes: int | None = None,
 ) -> None:
     """Consume `topic` with `handler`, and `<topic>.retry` with the retry releaser (unless
-    `retries` is off: a topic's retries have one releaser, its owning stage's)."""
+    `retries` is off: a topic's retries have one releaser, its owning stage's).
+
+    `fetch_bytes` bounds what the consumer prefetches, per partition and per fetch: aiokafka's
+    defaults (1 MiB a partition, 50 MiB a fetch) let a backlog of large messages fill memory
+    with records not handled yet. A record larger than the bound still comes, alone."""
     options: dict[str, Any] = {
         "auto_offset_reset": "earliest",
         "ack_policy": AckPolicy.MANUAL,
         "max_poll_interval_ms": max_poll_interval_ms,
     }
+    if fetch_bytes is not None:
+        options["max_partition_fetch_bytes"] = fetch_bytes
+        options["fetch_max_bytes"] = fetch_bytes
     broker.subscriber(topic, group_id=group_id, **options)(handler)
     if not retries:
         return

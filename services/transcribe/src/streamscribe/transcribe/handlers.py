@@ -22,6 +22,9 @@ STAGE = "transcribe"
 SAMPLE_RATE = 16_000
 # Decoded Opus may run a few milliseconds past the chunk's end (codec padding).
 DECODE_SLACK_SECONDS = 1.0
+# What the consumer may prefetch of `media.audio`: about two 30 s chunks (Opus at 24 kbit/s,
+# base64 in JSON), so a queued backlog costs no memory. A longer chunk still comes, alone.
+AUDIO_FETCH_BYTES = 256 * 2**10
 
 
 class Resources:
@@ -95,4 +98,4 @@ def register(broker: KafkaBroker, settings: TranscribeSettings, resources: Resou
         await delivery.handle(message, AudioChunk, transcribe)
 
     group = settings.transcribe.group_id or "streamscribe-transcribe"
-    subscribe(broker, settings.topics.audio, group, on_audio)
+    subscribe(broker, settings.topics.audio, group, on_audio, fetch_bytes=AUDIO_FETCH_BYTES)
