@@ -28,11 +28,11 @@ def chunk_event(**fields: object) -> AudioChunk:
     return AudioChunk.model_validate(base | fields)
 
 
-def test_the_boundary_between_two_chunks_is_the_middle_of_their_overlap() -> None:
+def test_a_chunk_keeps_the_words_of_its_own_span_its_lead_in_is_context() -> None:
     middle = kept_span(chunk_event(lead_in=3.0, next_lead_in=3.0))
-    assert (middle.start, middle.end) == (18.5, 43.5)
+    assert (middle.start, middle.end) == (20.0, 45.0)
     final = kept_span(chunk_event(lead_in=3.0, next_lead_in=0.0, final=True, chunk_count=2))
-    assert (final.start, final.end) == (18.5, None)
+    assert (final.start, final.end) == (20.0, None)
     older = kept_span(chunk_event())  # an older producer: no overlap, keep every word
     assert (older.start, older.end) == (None, None)
 
