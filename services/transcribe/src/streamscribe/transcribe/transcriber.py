@@ -32,7 +32,12 @@ from faster_whisper import WhisperModel
 from faster_whisper.audio import pad_or_trim
 from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens
-from faster_whisper.vad import SpeechTimestampsMap, VadOptions, get_speech_timestamps
+from faster_whisper.vad import (
+    SpeechTimestampsMap,
+    VadOptions,
+    get_speech_timestamps,
+    get_vad_model,
+)
 
 from streamscribe.common import models as common_models
 from streamscribe.common.errors import ConfigError, MediaError
@@ -119,6 +124,8 @@ class Transcriber:
             asked = f"STREAMSCRIBE_TRANSCRIBE__LANGUAGE={section.language}"
             raise ConfigError(_english_only(section, asked))
         self.options = self._options()
+        if section.vad_filter:
+            get_vad_model()  # loaded now (about 40 MB), so that the memory budget counts it
 
     def check_language(self, language: str | None) -> str | None:
         """The language to decode in (None: detect it). An English-only model refuses another
