@@ -23,13 +23,17 @@ def subscribe(
     max_poll_interval_ms: int = 300_000,
     retries: bool = True,
     fetch_bytes: int | None = None,
+    max_records: int | None = None,
 ) -> None:
     """Consume `topic` with `handler`, and `<topic>.retry` with the retry releaser (unless
     `retries` is off: a topic's retries have one releaser, its owning stage's).
 
     `fetch_bytes` bounds what the consumer prefetches, per partition and per fetch: aiokafka's
     defaults (1 MiB a partition, 50 MiB a fetch) let a backlog of large messages fill memory
-    with records not handled yet. A record larger than the bound still comes, alone."""
+    with records not handled yet. A record larger than the bound still comes, alone.
+
+    `max_records` makes `topic`'s subscriber a batch subscriber: `handler` gets up to that many
+    records per poll in one message (its retries stay one by one)."""
     options: dict[str, Any] = {
         "auto_offset_reset": "earliest",
         "ack_policy": AckPolicy.MANUAL,
@@ -38,7 +42,10 @@ def subscribe(
     if fetch_bytes is not None:
         options["max_partition_fetch_bytes"] = fetch_bytes
         options["fetch_max_bytes"] = fetch_bytes
-    broker.subscriber(topic, group_id=group_id, **options)(handler)
+    main: dict[str, Any] = options | (
+        {"batch": True, "max_records": max_records} if max_records else {}
+    )
+    broker.subscriber(topic, group_id=group_id, **main)(handler)
     if not retries:
         return
 

@@ -13,6 +13,7 @@ from streamscribe.common.events import Event, MediaFailed, Transcript
 from streamscribe.common.kafka import ensure_topics, make_broker
 from streamscribe.common.memory import admitted, load_model, resolve_marks, rss
 from streamscribe.common.service import Lifespan, Readiness, build_app
+from streamscribe.transcribe.batch import admitted_batch
 from streamscribe.transcribe.handlers import Resources, register
 from streamscribe.transcribe.settings import TranscribeSettings
 from streamscribe.transcribe.transcriber import Transcriber
@@ -38,6 +39,11 @@ def attach(broker: KafkaBroker, settings: TranscribeSettings) -> Lifespan:
             rss() + INFERENCE_BYTES,
             BYTES_PER_AUDIO_SECOND,
             settings.transcribe.max_chunk_seconds,
+        )
+        resources.batch_size = admitted_batch(
+            settings.transcribe.batch_size,
+            resolve_marks(settings.memory).pause,
+            rss() + INFERENCE_BYTES + resources.max_chunk_seconds * BYTES_PER_AUDIO_SECOND,
         )
         await ensure_topics(settings.kafka, settings.topics)
         yield

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -13,6 +14,7 @@ from streamscribe.common.consumer import subscribe
 from streamscribe.common.delivery import Delivery, publish_event
 from streamscribe.common.errors import MediaError
 from streamscribe.common.events import AudioChunk, Reason, Transcript
+from streamscribe.transcribe.batch import Batcher, fetch_bytes, subscribe_batched
 from streamscribe.transcribe.settings import TranscribeSettings
 from streamscribe.transcribe.transcriber import Transcriber
 
@@ -29,6 +31,7 @@ class Resources:
 
     transcriber: Transcriber
     max_chunk_seconds: int
+    batch_size: int = 1  # chunks decoded together: the setting, as far as memory admits
 
 
 def refuse_longer(seconds: float, limit: int, slack: float = 0.0) -> None:
@@ -42,6 +45,7 @@ def refuse_longer(seconds: float, limit: int, slack: float = 0.0) -> None:
 
 def register(broker: KafkaBroker, settings: TranscribeSettings, resources: Resources) -> None:
     delivery = Delivery(broker, settings, STAGE)
+    batcher = Batcher(lambda: resources.transcriber)
 
     async def transcribe(chunk: AudioChunk) -> None:
         resources.transcriber.check_language(chunk.language)  # before any work on the chunk
@@ -49,7 +53,7 @@ def register(broker: KafkaBroker, settings: TranscribeSettings, resources: Resou
         refuse_longer(chunk.end - chunk.start + chunk.lead_in, limit)  # before decoding it
         audio = await asyncio.to_thread(decode_chunk, chunk.audio)
         refuse_longer(len(audio) / SAMPLE_RATE, limit, DECODE_SLACK_SECONDS)  # events can lie
-        result = await asyncio.to_thread(resources.transcriber.transcribe_chunk, chunk, audio)
+        result = await batcher.transcribe(chunk, audio)
         transcript = Transcript(
             media_id=chunk.media_id,
             seq=chunk.seq,
@@ -71,4 +75,12 @@ def register(broker: KafkaBroker, settings: TranscribeSettings, resources: Resou
         await delivery.handle(message, AudioChunk, transcribe)
 
     group = settings.transcribe.group(STAGE)
-    subscribe(broker, settings.topics.audio, group, on_audio, fetch_bytes=AUDIO_FETCH_BYTES)
+    size = settings.transcribe.batch_size
+    if size == 1:
+        subscribe(broker, settings.topics.audio, group, on_audio, fetch_bytes=AUDIO_FETCH_BYTES)
+        return
+    bound = fetch_bytes(size, AUDIO_FETCH_BYTES)
+    batched = partial(
+        subscribe, broker, settings.topics.audio, group, fetch_bytes=bound, max_records=size
+    )
+    subscribe_batched(batched, batcher, on_audio, lambda: resources.batch_size)

@@ -53,6 +53,15 @@ class TranscribeSection(ServiceSection):
         description="Shortest silence `vad_filter` cuts out, in milliseconds; shorter pauses "
         "stay in the audio, as context.",
     )
+    batch_size: int = Field(
+        1,
+        ge=1,
+        le=32,
+        description="Chunks a worker takes from its subscription at once and decodes as one "
+        "batch (one encoder call, one beam search); lowered at start to what fits under the "
+        "memory ceiling. Offsets are committed once the whole batch has its outcomes, so a "
+        "crash redelivers it. 1: one chunk at a time.",
+    )
     max_chunk_seconds: int = Field(
         120,
         ge=1,
