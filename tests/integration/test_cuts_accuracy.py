@@ -6,9 +6,12 @@ the transcribe handler's decoding and word keeping, in process. Cuts must land i
 pauses (the issue's "Fourth," was lost to a cut right after it, with a 1 s silence close by),
 every word must be kept once, and the word error rate must stay near the whole file's.
 
-The whole file's decoder is conditioned on the previous window's text, which independent chunks
-cannot be; on tiny.en that alone is worth about 0.025 of WER on this speech (0.105 with, 0.131
-without), so the bound here is looser than the issue's 0.01.
+The cuts themselves cost at most 0.01 of WER: against the whole file decoded as the pipeline
+decodes (each window on its own, `condition_on_previous_text=False`), the pipeline is within
+the issue's 0.01 (measured 0.005 to 0.008 on three such files). faster-whisper's default
+conditions each window on the text of the one before, which independent chunks cannot be; on
+this speech that is worth 0.03 to 0.045 (it keeps writing "Seventh," where a window decoded
+cold writes "7."; see docs/design.md), so the bound against the default stays looser.
 """
 
 from __future__ import annotations
@@ -35,8 +38,10 @@ ORDINALS = [
 ]  # fmt: skip
 PARAGRAPHS = [f"{ORDINALS[i % 10]}, {SENTENCES[i].lower()}" for i in range(30)]
 CHUNKING = IngestSection()
-# measured: 0.124 to 0.143 against 0.105 (tiny.en, int8, beam 5; decodes vary run to run)
+# measured: 0.124 to 0.143 against 0.091 to 0.105 (tiny.en, int8, beam 5)
 WER_MARGIN = 0.06
+# the issue's bound, against the whole file decoded window by window as the pipeline does
+CUTS_MARGIN = 0.01
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +54,10 @@ def transcriber() -> Transcriber:
     return Transcriber(TranscribeSection())
 
 
-def whole_file(transcriber: Transcriber, path: Path) -> list[Word]:
-    segments, _ = transcriber.model.transcribe(str(path), language="en", word_timestamps=True)
+def whole_file(transcriber: Transcriber, path: Path, conditioned: bool = True) -> list[Word]:
+    segments, _ = transcriber.model.transcribe(
+        str(path), language="en", word_timestamps=True, condition_on_previous_text=conditioned
+    )
     return [
         Word(start=w.start, end=w.end, word=w.word.strip())
         for segment in segments
@@ -101,3 +108,6 @@ def test_cuts_fall_in_pauses_and_keep_every_word_once(
     baseline_wer = jiwer.wer(truth, text_of(whole_file(transcriber, ordinal_speech.path)))
     pipeline_wer = jiwer.wer(truth, text_of(heard))
     assert pipeline_wer <= baseline_wer + WER_MARGIN, (pipeline_wer, baseline_wer)
+    cold = whole_file(transcriber, ordinal_speech.path, conditioned=False)
+    cold_wer = jiwer.wer(truth, text_of(cold))
+    assert pipeline_wer <= cold_wer + CUTS_MARGIN, (pipeline_wer, cold_wer)
