@@ -4,7 +4,8 @@ docs/benchmarks.md.
 
 Steps, each on fresh processes: generated speech of 1, 10 and 60 minutes (180 with --long)
 through the whole pipeline (lean embed backend) plus `streamscribe submit FILE`; the torch embed
-backend on the 10-minute media; ingest downloading a file of over 1 GB; a soak of 200 short media.
+backend on the 10-minute media; ingest downloading a file of over 1 GB; a soak of 200 short media;
+then the transcribers compared on 10 minutes of held-out style speech (`bench.transcribers`).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from pathlib import Path
 
 import apsw
 
+from bench import transcribers
 from bench.media import big_wav, speech_of_minutes
 from bench.peaks import run_measured
+from bench.report import write_section
 from bench.stack import STREAMSCRIBE, MediaServer, Stack
 
 MB = 1_000_000
@@ -28,6 +31,7 @@ THREADS = 2
 DECODER = "decoder child of submit FILE"
 ALONE = "transcribe alone"
 SUBMIT_PREFIX = "bench-submit."  # topics nothing in the pipeline consumes
+TRANSCRIBERS_MINUTES = 10  # the transcribers compared on one file (bench.transcribers)
 
 
 @dataclass
@@ -238,6 +242,12 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report + _other_sections(args.out))
     print(report)
+    media, text = transcribers.held_out_speech(TRANSCRIBERS_MINUTES, OUT)
+    section = transcribers.render(
+        transcribers.compare(media, text), TRANSCRIBERS_MINUTES, "make bench"
+    )
+    write_section(args.out, transcribers.HEADING, section)
+    print(section)
 
 
 def _other_sections(path: Path) -> str:

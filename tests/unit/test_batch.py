@@ -13,10 +13,10 @@ from streamscribe.common.errors import MediaError, Reason
 from streamscribe.common.events import AudioChunk
 from streamscribe.transcribe.batch import (
     CHUNK_MESSAGE_BYTES,
-    WINDOW_BYTES,
     Batcher,
     admitted_batch,
     fetch_bytes,
+    window_bytes,
 )
 from streamscribe.transcribe.handlers import AUDIO_FETCH_BYTES, Resources, register
 from streamscribe.transcribe.settings import TranscribeSettings
@@ -94,10 +94,12 @@ async def test_one_message_alone_takes_the_one_chunk_path() -> None:
 
 
 def test_the_batch_fits_under_the_pause_mark() -> None:
-    assert admitted_batch(8, None, 10**9) == 8  # no ceiling
-    assert admitted_batch(8, 10**9, 10**9 + 1) == 1  # no room: one at a time
-    assert admitted_batch(8, 3 * WINDOW_BYTES, 0) == 4
-    assert admitted_batch(2, 100 * WINDOW_BYTES, 0) == 2
+    assert admitted_batch(8, None, 10**9, 5) == 8  # no ceiling
+    assert admitted_batch(8, 10**9, 10**9 + 1, 5) == 1  # no room: one at a time
+    assert admitted_batch(8, 3 * window_bytes(5), 0, 5) == 4
+    assert admitted_batch(8, 3 * window_bytes(5), 0, 1) > 4  # a narrower beam costs less
+    assert admitted_batch(2, 100 * window_bytes(5), 0, 5) == 2
+    assert 66 * 10**6 <= window_bytes(5) <= 100 * 10**6  # measured: 66 to 81 MB at beam 5
 
 
 def test_the_consumer_prefetches_a_batch_and_no_more() -> None:

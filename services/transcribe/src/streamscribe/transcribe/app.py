@@ -44,6 +44,7 @@ def attach(broker: KafkaBroker, settings: TranscribeSettings) -> Lifespan:
             settings.transcribe.batch_size,
             resolve_marks(settings.memory).pause,
             rss() + INFERENCE_BYTES + resources.max_chunk_seconds * BYTES_PER_AUDIO_SECOND,
+            settings.transcribe.beam_size,
         )
         await ensure_topics(settings.kafka, settings.topics)
         yield

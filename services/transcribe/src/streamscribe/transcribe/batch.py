@@ -24,9 +24,12 @@ from faststream.kafka.parser import AioKafkaParser
 from streamscribe.common.events import AudioChunk
 from streamscribe.transcribe.transcriber import Transcriber, Transcription
 
-# What one more window in a batch costs above the one-chunk path (measured with tiny.en int8,
-# beam 5: features, encoder output, the beam's decoder state; rounded up).
-WINDOW_BYTES = 48 * 2**20
+# What one more window in a batch costs above the one-chunk path: mostly the decoder's
+# cross-attention cache, one copy per beam (tiny.en: 4 layers x K,V x 1500 frames x 384 x 4 B,
+# about 18 MB a beam), plus features and encoder output. Measured with tiny.en int8 at beam 5:
+# 66 to 81 MB per extra window (bench.transcribers); this rounds up.
+BEAM_BYTES = 16 * 2**20
+WINDOW_BASE_BYTES = 8 * 2**20
 # One Ogg/Opus 30 s chunk as a base64 JSON message, rounded up: the prefetch a batch needs.
 CHUNK_MESSAGE_BYTES = 128 * 2**10
 
@@ -39,12 +42,17 @@ def fetch_bytes(batch_size: int, least: int) -> int:
     return max(least, batch_size * CHUNK_MESSAGE_BYTES)
 
 
-def admitted_batch(batch_size: int, pause: int | None, used: int) -> int:
+def window_bytes(beam_size: int) -> int:
+    """What one more window in a batch costs, at this beam width."""
+    return WINDOW_BASE_BYTES + beam_size * BEAM_BYTES
+
+
+def admitted_batch(batch_size: int, pause: int | None, used: int, beam_size: int) -> int:
     """The largest batch, up to `batch_size`, whose extra windows fit between `used` (the model,
     one chunk's inference) and the memory pause mark; no ceiling: `batch_size`."""
     if pause is None:
         return batch_size
-    return max(1, min(batch_size, 1 + max(pause - used, 0) // WINDOW_BYTES))
+    return max(1, min(batch_size, 1 + max(pause - used, 0) // window_bytes(beam_size)))
 
 
 class Batcher:
