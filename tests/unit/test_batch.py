@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import numpy as np
@@ -117,3 +118,28 @@ def test_a_batch_size_above_one_makes_a_batch_subscriber(size: int) -> None:
     assert type(audio).__name__ == ("BatchSubscriber" if size > 1 else "DefaultSubscriber")
     assert type(retry).__name__ == "DefaultSubscriber"
     assert audio._connection_args["fetch_max_bytes"] == fetch_bytes(size, AUDIO_FETCH_BYTES)
+
+
+async def test_a_message_that_stops_waiting_does_not_stall_the_others() -> None:
+    class Slow(FakeTranscriber):
+        def transcribe_chunks(self, items: list[tuple[AudioChunk, Any]]) -> list[Transcription]:
+            time.sleep(0.3)
+            return super().transcribe_chunks(items)
+
+    batcher = Batcher(lambda: Slow())  # type: ignore[arg-type, return-value]
+    outcomes: dict[int, str] = {}
+
+    def work(seq: int, patience: float) -> Any:
+        async def one() -> None:
+            try:
+                result = await asyncio.wait_for(
+                    batcher.transcribe(chunk(seq), np.zeros(10, np.float32)), patience
+                )
+                outcomes[seq] = result.language
+            except TimeoutError:
+                outcomes[seq] = "gave up"
+
+        return one
+
+    await asyncio.wait_for(batcher.run([work(0, 0.05), work(1, 5)]), 10)
+    assert outcomes == {0: "gave up", 1: "1"}

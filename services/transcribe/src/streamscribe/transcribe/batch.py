@@ -62,6 +62,7 @@ class Batcher:
         self._transcriber = transcriber
         self._open = 0  # messages of the current batch still working
         self._waiting: list[_Waiting] = []
+        self._decoding: set[asyncio.Task[None]] = set()  # held: the loop keeps weak references
 
     async def transcribe(self, chunk: AudioChunk, audio: np.ndarray) -> Transcription:
         """The chunk's transcription, decoded with the others of its batch."""
@@ -88,7 +89,9 @@ class Batcher:
     def _flush_if_ready(self) -> None:
         if self._waiting and len(self._waiting) >= self._open:
             waiting, self._waiting = self._waiting, []
-            asyncio.get_running_loop().create_task(self._decode(waiting))
+            task = asyncio.get_running_loop().create_task(self._decode(waiting))
+            self._decoding.add(task)
+            task.add_done_callback(self._decoding.discard)
 
     async def _decode(self, waiting: list[_Waiting]) -> None:
         transcriber = self._transcriber()
@@ -99,14 +102,24 @@ class Batcher:
             # one bad chunk must not fail the others: each on its own, with its own outcome
             for chunk, audio, future in waiting:
                 try:
-                    future.set_result(
-                        await asyncio.to_thread(transcriber.transcribe_chunk, chunk, audio)
-                    )
+                    result = await asyncio.to_thread(transcriber.transcribe_chunk, chunk, audio)
                 except Exception as exc:
-                    future.set_exception(exc)
+                    _settle(future, exc)
+                else:
+                    _settle(future, result)
             return
         for (_, _, future), result in zip(waiting, results, strict=True):
-            future.set_result(result)
+            _settle(future, result)
+
+
+def _settle(future: asyncio.Future[Transcription], outcome: Transcription | Exception) -> None:
+    """Hand a waiting message its outcome, unless it stopped waiting (cancelled at shutdown)."""
+    if future.done():
+        return
+    if isinstance(outcome, Exception):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
 
 
 def subscribe_batched(
