@@ -53,8 +53,8 @@ def cut_all(samples: np.ndarray, limits: ChunkLimits) -> list:  # type: ignore[t
     return out
 
 
-def test_each_chunk_begins_with_the_end_of_the_one_before() -> None:
-    gaps = [(float(s), s + 0.5) for s in range(5, 60, 4)]
+def test_after_a_short_pause_each_chunk_begins_with_the_end_of_the_one_before() -> None:
+    gaps = [(float(s), s + 0.2) for s in range(5, 60, 4)]  # too short for a word to fit in
     samples = tone_with_gaps(62, gaps)
     chunks = cut_all(samples, ChunkLimits(min_seconds=8, max_seconds=12, overlap_seconds=2))
     assert len(chunks) >= 5
@@ -74,6 +74,19 @@ def test_each_chunk_begins_with_the_end_of_the_one_before() -> None:
         first = round((chunk.start - chunk.lead_in) * SAMPLE_RATE)
         expected = samples[first : first + SAMPLE_RATE // 2]
         assert np.corrcoef(audio[400 : SAMPLE_RATE // 2], expected[400:])[0, 1] > 0.9
+
+
+def test_after_a_clear_pause_the_next_chunk_needs_no_lead_in() -> None:
+    gaps = [(float(s), s + 0.5) for s in range(5, 60, 4)]
+    samples = tone_with_gaps(62, gaps)
+    chunks = cut_all(samples, ChunkLimits(min_seconds=8, max_seconds=12, overlap_seconds=2))
+    assert len(chunks) >= 5
+    assert [c.lead_in for c in chunks] == [0.0] * len(chunks)
+    assert all(a.end == b.start for a, b in itertools.pairwise(chunks))
+    for chunk in chunks:  # each cut in the middle of a pause, each chunk only its own audio
+        assert any(s < chunk.start < e for s, e in gaps) or chunk.start == 0.0
+        audio = decode_chunk(chunk.audio)
+        assert audio.size / SAMPLE_RATE == pytest.approx(chunk.end - chunk.start, abs=0.1)
 
 
 def test_overlap_must_leave_room_for_the_chunk() -> None:

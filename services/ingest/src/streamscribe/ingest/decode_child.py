@@ -63,6 +63,9 @@ _QUIET_WINDOW = SAMPLE_RATE // 10
 _QUIET_RATIO = 4.0
 _QUIET_BELOW_LOUDEST = 1e-4
 _QUIET_FLOOR = 1e-6
+# A pause this long at a cut is clear: no word straddles the cut, so the next chunk needs no
+# lead-in (measured: a lead-in there makes the first words worse, not better; docs/design.md).
+_CLEAR_PAUSE = round(SAMPLE_RATE * 0.3)
 # A shorter final remainder is decoder padding or a click, not worth a message of its own.
 _MIN_TAIL = SAMPLE_RATE // 5
 # Speech at 24 kbit/s Opus transcribes as well as the original: about 90 KB per 30 s chunk.
@@ -227,14 +230,17 @@ class _Cutter:
             block = block[taken:]
             if self._filled == capacity:
                 own = self._buffer[self._lead : self._lead + self._filled]
-                yield self._emit(_find_pause(own, self._min))
+                cut, pause = _longest_pause(own, self._min)
+                yield self._emit(cut, clear=pause >= _CLEAR_PAUSE)
 
     def finish(self) -> Iterator[Chunk]:
         """Emit what remains as the last chunk, unless it is a negligible tail."""
         if self._filled >= _MIN_TAIL or (self._seq == 0 and self._filled > 0):
             yield self._emit(self._filled)
 
-    def _emit(self, cut: int) -> Chunk:
+    def _emit(self, cut: int, clear: bool = False) -> Chunk:
+        """The chunk up to `cut`. After a `clear` pause the next chunk has no lead-in: no word
+        straddles the cut, and its first words are decoded as a window's first words are."""
         end = self._lead + cut
         chunk = Chunk(
             seq=self._seq,
@@ -245,7 +251,7 @@ class _Cutter:
         )
         # The last `overlap` samples and the rest move to the front; numpy copies overlapping
         # slices correctly.
-        lead = min(self._overlap, end)
+        lead = 0 if clear else min(self._overlap, end)
         rest = self._filled - cut
         self._buffer[: lead + rest] = self._buffer[end - lead : end + rest]
         self._lead = lead
@@ -256,13 +262,20 @@ class _Cutter:
 
 
 def _find_pause(samples: Samples, start: int) -> int:
-    """The middle of the longest pause in `samples[start:]` (its end if too short): the longest
-    run of quiet 100 ms windows. The quietest window alone is
-    often the short gap right after a word, which the next chunk would then begin with cold."""
+    """The middle of the longest pause in `samples[start:]` (its end if too short)."""
+    return _longest_pause(samples, start)[0]
+
+
+def _longest_pause(samples: Samples, start: int) -> tuple[int, int]:
+    """The middle of the longest pause in `samples[start:]` (its end if too short), and the
+    pause's length in samples (0 unless it is silence, 40 dB below the loudest window): the
+    longest run of quiet 100 ms windows. The quietest window
+    alone is often the short gap right after a word, which the next chunk would then begin with
+    cold."""
     region = samples[start:]
     window = min(_QUIET_WINDOW, region.size)
     if window == 0:
-        return samples.size
+        return samples.size, 0
     # energy[i] is the float64 energy of region[:i]: built in one array, in place, rather than
     # in a float64 copy, its square, their sum and a concatenation.
     energy = np.zeros(region.size + 1)
@@ -279,7 +292,12 @@ def _find_pause(samples: Samples, start: int) -> int:
     (begins,) = np.nonzero(edges == 1)
     (ends,) = np.nonzero(edges == -1)
     longest = int(np.argmax(ends - begins))
-    return start + (int(begins[longest]) + int(ends[longest])) // 2 + window // 2
+    begin, end = int(begins[longest]), int(ends[longest])
+    middle = start + (begin + end) // 2 + window // 2
+    # a pause only relative to the quietest window (speech with no gap at all) is no pause
+    loudest = float(window_energy.max())
+    silent = window_energy[begin:end].max() <= max(loudest * _QUIET_BELOW_LOUDEST, _QUIET_FLOOR)
+    return middle, end - begin + window - 1 if silent else 0
 
 
 def _encode(samples: Samples) -> bytes:

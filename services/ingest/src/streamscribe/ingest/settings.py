@@ -62,9 +62,9 @@ class IngestSection(ServiceSection):
         3,
         ge=0,
         le=10,
-        description="Audio of the chunk before that each chunk begins with, so that its first "
-        "words are not decoded cold; each word is kept once, by the chunk that heard it with "
-        "the most context. 0 turns it off.",
+        description="Audio of the chunk before that a chunk begins with when its cut is not in "
+        "a clear pause (0.3 s of silence), so that no word is cut in two; each word is kept "
+        "once, by the chunk whose own span holds its middle. 0 turns it off.",
     )
     captions: CaptionsMode = Field(
         CaptionsMode.PREFER,
