@@ -77,7 +77,7 @@ def test_after_a_short_pause_each_chunk_begins_with_the_end_of_the_one_before() 
 
 
 def test_after_a_clear_pause_the_next_chunk_needs_no_lead_in() -> None:
-    gaps = [(float(s), s + 0.5) for s in range(5, 60, 4)]
+    gaps = [(float(s), s + 0.5) for s in range(5, 60, 3)]  # a whole one in every 4 s
     samples = tone_with_gaps(62, gaps)
     chunks = cut_all(samples, ChunkLimits(min_seconds=8, max_seconds=12, overlap_seconds=2))
     assert len(chunks) >= 5
@@ -87,6 +87,8 @@ def test_after_a_clear_pause_the_next_chunk_needs_no_lead_in() -> None:
         assert any(s < chunk.start < e for s, e in gaps) or chunk.start == 0.0
         audio = decode_chunk(chunk.audio)
         assert audio.size / SAMPLE_RATE == pytest.approx(chunk.end - chunk.start, abs=0.1)
+    # without a lead-in a chunk has the whole room: cuts between 8 and 12 s, not 6 and 10
+    assert all(8 - 0.1 <= c.end - c.start <= 12 + 0.1 for c in chunks[:-1])
 
 
 def test_overlap_must_leave_room_for_the_chunk() -> None:

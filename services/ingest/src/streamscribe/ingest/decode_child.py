@@ -221,8 +221,9 @@ class _Cutter:
 
     def add(self, block: Samples) -> Iterator[Chunk]:
         """Copy `block` in, emitting a chunk each time the buffer fills up."""
-        capacity = self._buffer.size - self._overlap
         while block.size:
+            # a chunk without a lead-in has its room: the limits count the lead-in
+            capacity = self._buffer.size - self._lead
             taken = min(block.size, capacity - self._filled)
             at = self._lead + self._filled
             self._buffer[at : at + taken] = block[:taken]
@@ -230,7 +231,7 @@ class _Cutter:
             block = block[taken:]
             if self._filled == capacity:
                 own = self._buffer[self._lead : self._lead + self._filled]
-                cut, pause = _longest_pause(own, self._min)
+                cut, pause = _longest_pause(own, self._min + self._overlap - self._lead)
                 yield self._emit(cut, clear=pause >= _CLEAR_PAUSE)
 
     def finish(self) -> Iterator[Chunk]:
