@@ -9,7 +9,7 @@ import pytest
 
 from streamscribe.common.audio import SAMPLE_RATE, decode_chunk
 from streamscribe.ingest.chunker import ChunkLimits
-from streamscribe.ingest.decode_child import _Cutter, _find_pause
+from streamscribe.ingest.decode_child import _Cutter, _find_pause, _longest_pause
 
 Span = tuple[float, float]
 
@@ -37,6 +37,15 @@ def test_a_pause_with_faint_noise_counts_as_a_pause() -> None:
     samples[17 * SAMPLE_RATE : round(17.1 * SAMPLE_RATE)] = 0.0  # quieter, but short
     cut = _find_pause(samples, 10 * SAMPLE_RATE) / SAMPLE_RATE
     assert 14.0 < cut < 15.5
+
+
+def test_a_pause_is_clear_only_when_it_is_silence() -> None:
+    samples = tone_with_gaps(20, [(14.0, 14.5)])
+    _, pause = _longest_pause(samples, 10 * SAMPLE_RATE)
+    assert pause / SAMPLE_RATE == pytest.approx(0.5, abs=0.02)
+    # speech without a gap: its quietest stretch is quiet only next to itself
+    _, pause = _longest_pause(tone_with_gaps(20, []), 10 * SAMPLE_RATE)
+    assert pause == 0
 
 
 def cut_all(samples: np.ndarray, limits: ChunkLimits) -> list:  # type: ignore[type-arg]
