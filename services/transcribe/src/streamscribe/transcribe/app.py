@@ -12,6 +12,7 @@ from faststream.kafka import KafkaBroker
 from streamscribe.common.events import Event, MediaFailed, Transcript
 from streamscribe.common.memory import admitted, load_model, resolve_marks, rss
 from streamscribe.common.service import Service, build_app
+from streamscribe.transcribe.batch import Batcher, admitted_batch
 from streamscribe.transcribe.handlers import STAGE, Resources, router
 from streamscribe.transcribe.settings import TranscribeSettings
 from streamscribe.transcribe.transcriber import Transcriber
@@ -34,7 +35,14 @@ def service(settings: TranscribeSettings) -> Service:
             BYTES_PER_AUDIO_SECOND,
             settings.transcribe.max_chunk_seconds,
         )
-        yield {STAGE: Resources(transcriber, max_chunk_seconds)}
+        batch_size = admitted_batch(
+            settings.transcribe.batch_size,
+            resolve_marks(settings.memory).pause,
+            rss() + INFERENCE_BYTES + max_chunk_seconds * BYTES_PER_AUDIO_SECOND,
+            settings.transcribe.beam_size,
+        )
+        batcher = Batcher(transcriber)
+        yield {STAGE: Resources(transcriber, max_chunk_seconds, batcher, batch_size)}
 
     publishes: dict[str, type[Event]] = {
         settings.topics.transcript: Transcript,

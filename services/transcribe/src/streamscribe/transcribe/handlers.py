@@ -16,6 +16,7 @@ from streamscribe.common.consumer import Stage
 from streamscribe.common.delivery import publish_event
 from streamscribe.common.errors import MediaError
 from streamscribe.common.events import AudioChunk, Reason, Transcript
+from streamscribe.transcribe.batch import Batcher
 from streamscribe.transcribe.settings import TranscribeSettings
 from streamscribe.transcribe.transcriber import Transcriber
 
@@ -34,6 +35,8 @@ class Resources:
 
     transcriber: Transcriber
     max_chunk_seconds: int
+    batcher: Batcher
+    batch_size: int = 1  # chunks decoded together: the setting, as far as memory admits
 
 
 Held = Annotated[Resources, Context(STAGE)]
@@ -56,12 +59,10 @@ def router(settings: TranscribeSettings) -> KafkaRouter:
     async def transcribe(chunk: AudioChunk, broker: KafkaBroker, resources: Held) -> None:
         resources.transcriber.check_language(chunk.language)  # before any work on the chunk
         limit = resources.max_chunk_seconds
-        refuse_longer(chunk.end - chunk.start, limit)  # before decoding it
+        refuse_longer(chunk.end - chunk.start + chunk.lead_in, limit)  # before decoding it
         audio = await asyncio.to_thread(decode_chunk, chunk.audio)
         refuse_longer(len(audio) / SAMPLE_RATE, limit, DECODE_SLACK_SECONDS)  # events can lie
-        result = await asyncio.to_thread(
-            resources.transcriber.transcribe, audio, chunk.start, chunk.language
-        )
+        result = await resources.batcher.transcribe(chunk, audio)
         transcript = Transcript(
             media_id=chunk.media_id,
             seq=chunk.seq,
