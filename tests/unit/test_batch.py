@@ -19,7 +19,7 @@ from streamscribe.transcribe.batch import (
     fetch_bytes,
     window_bytes,
 )
-from streamscribe.transcribe.handlers import AUDIO_FETCH_BYTES, Resources, register
+from streamscribe.transcribe.handlers import AUDIO_FETCH_BYTES, router
 from streamscribe.transcribe.settings import TranscribeSettings
 from streamscribe.transcribe.transcriber import Transcription
 
@@ -51,7 +51,7 @@ class FakeTranscriber:
 
 
 async def run_batch(fake: FakeTranscriber, seqs: list[int], refused: set[int]) -> dict[int, str]:
-    batcher = Batcher(lambda: fake)  # type: ignore[arg-type, return-value]
+    batcher = Batcher(fake)  # type: ignore[arg-type]
     outcomes: dict[int, str] = {}
 
     def work(seq: int) -> Any:
@@ -112,7 +112,7 @@ def test_the_consumer_prefetches_a_batch_and_no_more() -> None:
 def test_a_batch_size_above_one_makes_a_batch_subscriber(size: int) -> None:
     broker = KafkaBroker("127.0.0.1:1")
     settings = TranscribeSettings.model_validate({"transcribe": {"batch_size": size}})
-    register(broker, settings, Resources())
+    broker.include_router(router(settings))
     [audio] = [s for s in broker.subscribers if s.topic_names == [settings.topics.audio]]
     [retry] = [s for s in broker.subscribers if s.topic_names == [settings.topics.audio + ".retry"]]
     assert type(audio).__name__ == ("BatchSubscriber" if size > 1 else "DefaultSubscriber")
@@ -126,7 +126,7 @@ async def test_a_message_that_stops_waiting_does_not_stall_the_others() -> None:
             time.sleep(0.3)
             return super().transcribe_chunks(items)
 
-    batcher = Batcher(lambda: Slow())  # type: ignore[arg-type, return-value]
+    batcher = Batcher(Slow())  # type: ignore[arg-type]
     outcomes: dict[int, str] = {}
 
     def work(seq: int, patience: float) -> Any:

@@ -196,3 +196,55 @@ def test_a_handler_must_take_an_event_model_first() -> None:
 
     with pytest.raises(TypeError, match="must take an event model"):
         stage.subscribe(TOPIC, "g", untyped)
+
+
+async def test_each_record_of_a_batch_has_its_own_outcome_and_the_batch_commits_after() -> None:
+    settings = CommonSettings(
+        topics=TopicSettings(prefix="t."), retry=RetrySettings(max_attempts=2, backoff_seconds=0)
+    )
+    broker = KafkaBroker()
+    stage = Stage(settings, "ingest")
+    seen: list[str] = []  # what happened, in order
+
+    async def work(event: MediaRequested) -> None:
+        await asyncio.sleep(0)  # the records of a batch run concurrently
+        if "permanent" in event.url:
+            raise MediaError(Reason.NOT_FOUND, "gone")
+        if "flaky" in event.url:
+            raise TransientError("HTTP Error 503")
+        seen.append(event.url)
+
+    async def on_batch(batch: KafkaMessage) -> None:
+        works = stage.delivery.settlements(
+            batch, MediaRequested, work, broker
+        )  # patched: in memory
+        await asyncio.gather(*(one() for one in works))
+        seen.append(f"commit {len(works)}")
+        await stage.delivery.commit(batch)
+
+    stage.subscribe_batches(TOPIC, "g", on_batch, max_records=8)
+    broker.include_router(stage.router)
+    spied: dict[str, list[KafkaMessage]] = {}
+
+    def spy_on(topic: str) -> None:
+        async def spy(message: KafkaMessage) -> None:
+            spied.setdefault(topic, []).append(message)
+
+        broker.subscriber(topic, group_id=f"spy-{topic}")(spy)
+
+    for topic in ("t.media.failed", f"{TOPIC}.retry", f"{TOPIC}.dlq"):
+        spy_on(topic)
+
+    bodies = [b'{"url": "http://ok"}', b'{"url": "http://permanent"}', b'{"url": "http://flaky"}']
+    async with TestKafkaBroker(broker) as test_broker:
+        await test_broker.publish_batch(*bodies, b"{not json", topic=TOPIC)
+    # the in-memory broker delivers the flaky one's retry (a batch of one) before it returns
+    assert seen == ["http://ok", "commit 1", "commit 4"]  # the batch: once, after every outcome
+    failed = [json.loads(m.body)["reason"] for m in spied["t.media.failed"]]
+    assert failed == ["not_found"]
+    [retry] = spied[f"{TOPIC}.retry"]
+    assert retry.body == bodies[2]
+    assert sorted(m.body for m in spied[f"{TOPIC}.dlq"]) == [
+        b'{"url": "http://flaky"}',
+        b"{not json",
+    ]

@@ -62,6 +62,27 @@ class Stage:
         options = _options(max_poll_interval_ms, fetch_bytes)
         decoder = event_decoder(_event_model(handler))
         self._owned.subscriber(topic, group_id=group_id, decoder=decoder, **options)(handler)
+        self._release_retries(topic, group_id, options)
+
+    def subscribe_batches(
+        self,
+        topic: str,
+        group_id: str,
+        handler: Handler,
+        max_records: int,
+        fetch_bytes: int | None = None,
+    ) -> None:
+        """Consume `topic` in batches of up to `max_records` records a poll, and `<topic>.retry`
+        one by one as `subscribe` does. `handler` takes the batch's message (`KafkaMessage`);
+        the delivery middleware sees one record at a time, so the batch subscriber is outside
+        it: `handler` runs `self.delivery.settlements(...)` (each record its own outcome under
+        this stage's policy) and then `self.delivery.commit(batch)`."""
+        options = _options(300_000, fetch_bytes)
+        batches = options | {"batch": True, "max_records": max_records}
+        self.router.subscriber(topic, group_id=group_id, **batches)(handler)
+        self._release_retries(topic, group_id, options)
+
+    def _release_retries(self, topic: str, group_id: str, options: dict[str, Any]) -> None:
         self.router.subscriber(retry_topic(topic), group_id=f"{group_id}-retry", **options)(
             _release
         )

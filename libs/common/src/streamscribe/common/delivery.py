@@ -5,6 +5,10 @@ stage goes through it. The subscriber's decoder validates the message into its e
 invalid one raises `InvalidEventError` where the middleware sees it, before the handler runs.
 The offset is committed only after the outcome (output, `media.failed`, retry or dead letter) is
 acknowledged by the broker, so a crash anywhere before that redelivers the message.
+
+A batch subscriber (transcribe with a batch size above 1) is outside the middleware, which sees
+one record at a time: it `settle`s each record of its batch under the same policy, then commits
+the batch once every record has its outcome.
 """
 
 from __future__ import annotations
@@ -16,12 +20,14 @@ import random
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, TypeVar
 
 from aiokafka import ConsumerRecord
 from faststream import ContextRepo
 from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaMessage
+from faststream.kafka.parser import AioKafkaParser
 from faststream.message import StreamMessage
 from faststream.middlewares import BaseMiddleware
 
@@ -49,6 +55,8 @@ STAGE = "streamscribe-stage"
 ORIGIN = "streamscribe-origin-topic"
 RUN = "streamscribe-run"
 JSON_HEADERS = {"content-type": "application/json"}
+# One record of a batch as a message of its own (committed with its batch, not alone).
+_RECORDS = AioKafkaParser(KafkaMessage, None)
 
 E = TypeVar("E", bound=Event)
 CallNext = Callable[[StreamMessage[Any]], Awaitable[Any]]
@@ -137,6 +145,12 @@ class Delivery(_Policy):
     async def deliver(
         self, message: KafkaMessage, call_next: CallNext, broker: KafkaBroker
     ) -> None:
+        await self.settle(message, call_next, broker)
+        await self.commit(message)
+
+    async def settle(self, message: KafkaMessage, call_next: CallNext, broker: KafkaBroker) -> None:
+        """Give one record its outcome (output, `media.failed`, retry or dead letter), acknowledged
+        by the broker; not committed: the caller commits it, alone or with its batch."""
         started = time.monotonic()
         with metrics.IN_FLIGHT.labels(self.stage).track_inprogress():
             try:
@@ -147,8 +161,43 @@ class Delivery(_Policy):
                 with logcontext.about(_identity(event)[0], getattr(event, "seq", None)):
                     await self._run(broker, message, event, call_next)
             metrics.STAGE_SECONDS.labels(self.stage).observe(time.monotonic() - started)
-            await message.ack()
-        # committed: if this message left RSS above the ceiling, a restart will not repeat it
+
+    def settlements(
+        self,
+        batch: KafkaMessage,
+        model: type[E],
+        handle: Callable[[E], Awaitable[None]],
+        broker: KafkaBroker,
+    ) -> list[Callable[[], Awaitable[None]]]:
+        """One settlement per record of a batch subscriber's message: the record decoded as
+        `model` (as a subscriber's decoder would), `handle`d and given its own outcome by
+        `settle`. None commits: `commit` the batch once every one has run."""
+        records = batch.raw_message
+        assert isinstance(records, tuple | list), "a batch subscriber's message"  # a list in tests
+        return [partial(self._settle_record, record, model, handle, broker) for record in records]
+
+    async def _settle_record(
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        model: type[E],
+        handle: Callable[[E], Awaitable[None]],
+        broker: KafkaBroker,
+    ) -> None:
+        message = await _RECORDS.parse_message(record)
+        assert isinstance(message, KafkaMessage)
+        message.set_decoder(event_decoder(model))
+
+        async def call(decoded: StreamMessage[Any]) -> None:
+            event = await decoded.decode()  # decoded once already, by `settle`: cached
+            assert isinstance(event, model)
+            await handle(event)
+
+        await self.settle(message, call, broker)
+
+    async def commit(self, message: KafkaMessage) -> None:
+        """Commit what `message` consumed (one record or a batch) once each has its outcome."""
+        await message.ack()
+        # committed: if this left RSS above the ceiling, a restart will not repeat it
         recycle_if_over(self.ceiling, f"{self.stage}: after a message")
 
     async def _run(
@@ -271,9 +320,9 @@ async def _event(message: KafkaMessage) -> Event:
 
 
 def _record(message: KafkaMessage) -> ConsumerRecord[bytes, bytes]:
-    """The one record behind a message (these subscribers never consume batches)."""
+    """The one record behind a message (a batch's records are settled one by one)."""
     record = message.raw_message
-    assert not isinstance(record, tuple), "batch subscribers are not used"
+    assert not isinstance(record, tuple), "a batch is settled record by record"
     return record
 
 

@@ -1,25 +1,22 @@
 """Batched decoding: the chunks of up to N `media.audio` messages decoded as one batch.
 
 The subscriber consumes batches (FastStream's batch subscriber: up to `batch_size` records per
-poll). Each record of a batch still goes through `Delivery.handle` on its own, concurrently, so
-each has its own outcome (transcript, `media.failed`, retry or dead letter); the work of each
-reaches `Batcher.transcribe` with its decoded audio, and once every message of the batch has
-either arrived there or finished otherwise, their chunks are decoded in one call
-(`Transcriber.transcribe_chunks`). The offsets are committed once, after every message of the
-batch has its outcome acknowledged: a crash anywhere before redelivers the whole batch, and the
-transcripts already published are published again (the ledger counts a chunk once).
+poll). Each record of a batch still goes through the stage's delivery policy on its own
+(`Delivery.settlements`), concurrently, so each has its own outcome (transcript, `media.failed`,
+retry or dead letter); the work of each reaches `Batcher.transcribe` with its decoded audio,
+and once every message of the batch has either arrived there or finished otherwise, their
+chunks are decoded in one call (`Transcriber.transcribe_chunks`). The offsets are committed
+once, after every message of the batch has its outcome acknowledged: a crash anywhere before
+redelivers the whole batch, and the transcripts already published are published again (the
+ledger counts a chunk once).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
 import numpy as np
-from faststream.kafka.annotations import KafkaMessage
-from faststream.kafka.message import KafkaMessage as RecordMessage
-from faststream.kafka.parser import AioKafkaParser
 
 from streamscribe.common.events import AudioChunk
 from streamscribe.transcribe.transcriber import Transcriber, Transcription
@@ -33,7 +30,6 @@ WINDOW_BASE_BYTES = 8 * 2**20
 # One Ogg/Opus 30 s chunk as a base64 JSON message, rounded up: the prefetch a batch needs.
 CHUNK_MESSAGE_BYTES = 128 * 2**10
 
-Work = Callable[[KafkaMessage], Awaitable[None]]
 _Waiting = tuple[AudioChunk, np.ndarray, "asyncio.Future[Transcription]"]
 
 
@@ -120,33 +116,3 @@ def _settle(future: asyncio.Future[Transcription], outcome: Transcription | Exce
         future.set_exception(outcome)
     else:
         future.set_result(outcome)
-
-
-def subscribe_batched(
-    subscribe: Callable[[Work], None],
-    batcher: Batcher,
-    handle: Work,
-    batch_size: Callable[[], int],
-) -> None:
-    """Subscribe `handle` (one record's delivery) to batches: the records of each poll run
-    through `batcher` in groups of at most `batch_size()`, then the batch is committed."""
-    parser = AioKafkaParser(RecordMessage, None)
-
-    async def on_batch(message: KafkaMessage) -> None:
-        records = message.raw_message
-        assert isinstance(records, tuple), "a batch subscriber gets a tuple of records"
-        messages = [await parser.parse_message(record) for record in records]
-        size = batch_size()
-        for start in range(0, len(messages), size):
-            group = messages[start : start + size]
-            await batcher.run([_bound(handle, one) for one in group])
-        await message.ack()  # every record of the batch has its outcome
-
-    subscribe(on_batch)
-
-
-def _bound(handle: Work, message: Any) -> Callable[[], Awaitable[None]]:
-    async def work() -> None:
-        await handle(message)
-
-    return work

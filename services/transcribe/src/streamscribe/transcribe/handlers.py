@@ -8,7 +8,7 @@ from typing import Annotated
 
 from faststream import Context
 from faststream.kafka import KafkaRouter
-from faststream.kafka.annotations import KafkaBroker
+from faststream.kafka.annotations import KafkaBroker, KafkaMessage
 
 from streamscribe.common import metrics
 from streamscribe.common.audio import SAMPLE_RATE, decode_chunk
@@ -16,7 +16,7 @@ from streamscribe.common.consumer import Stage
 from streamscribe.common.delivery import publish_event
 from streamscribe.common.errors import MediaError
 from streamscribe.common.events import AudioChunk, Reason, Transcript
-from streamscribe.transcribe.batch import Batcher
+from streamscribe.transcribe.batch import Batcher, fetch_bytes
 from streamscribe.transcribe.settings import TranscribeSettings
 from streamscribe.transcribe.transcriber import Transcriber
 
@@ -80,6 +80,24 @@ def router(settings: TranscribeSettings) -> KafkaRouter:
         metrics.CHUNKS.labels(STAGE).inc()
         metrics.AUDIO_SECONDS.labels(STAGE).inc(chunk.end - chunk.start)
 
+    async def transcribe_batch(batch: KafkaMessage, broker: KafkaBroker, resources: Held) -> None:
+        """Each record of the batch with its own outcome, their chunks decoded together (as many
+        at a time as memory admits); the batch committed once every record has its outcome."""
+
+        async def one(chunk: AudioChunk) -> None:
+            await transcribe(chunk, broker, resources)
+
+        works = stage.delivery.settlements(batch, AudioChunk, one, broker)
+        size = resources.batch_size
+        for start in range(0, len(works), size):
+            await resources.batcher.run(works[start : start + size])
+        await stage.delivery.commit(batch)
+
     group = settings.transcribe.group(STAGE)
-    stage.subscribe(settings.topics.audio, group, transcribe, fetch_bytes=AUDIO_FETCH_BYTES)
+    size = settings.transcribe.batch_size
+    if size == 1:
+        stage.subscribe(settings.topics.audio, group, transcribe, fetch_bytes=AUDIO_FETCH_BYTES)
+    else:
+        bound = fetch_bytes(size, AUDIO_FETCH_BYTES)
+        stage.subscribe_batches(settings.topics.audio, group, transcribe_batch, size, bound)
     return stage.router
