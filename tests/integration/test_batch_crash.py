@@ -25,10 +25,11 @@ def _ledger(data_dir: Path) -> tuple[list[int], str | None]:
     if not path.exists():
         return [], None
     connection = apsw.Connection(str(path))
+    connection.setbusytimeout(30_000)  # the embed worker writes it meanwhile
     try:
         seqs = [row[0] for row in connection.execute("SELECT seq FROM chunks")]
         states = [row[0] for row in connection.execute("SELECT state FROM media")]
-    except apsw.SQLError:
+    except (apsw.SQLError, apsw.BusyError):  # not created yet, or its journal mode switching
         return [], None
     finally:
         connection.close()

@@ -39,6 +39,7 @@ TAKEN = re.compile(r"port \d+ is taken: /metrics, /healthz and /readyz are on po
 SHORT_CHUNKS = {
     "STREAMSCRIBE_INGEST__CHUNK_MIN_SECONDS": "1.5",
     "STREAMSCRIBE_INGEST__CHUNK_MAX_SECONDS": "3",
+    "STREAMSCRIBE_INGEST__OVERLAP_SECONDS": "1",  # below the shortest chunk
     "STREAMSCRIBE_TOPICS__PARTITIONS": str(TopicSettings().partitions),
 }
 SETTLE_SECONDS = 300.0  # a rebalance on a loaded 2-core machine: generous

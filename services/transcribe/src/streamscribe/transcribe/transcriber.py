@@ -57,6 +57,10 @@ WINDOW_SLACK_SAMPLES = SAMPLE_RATE // 10
 SENTENCE_ENDS = (".", "?", "!", "。")
 # A sentence running longer is cut, so that a search hit lands near its words.
 MAX_SEGMENT_SECONDS = 12.0
+# Audio left after the last word heard that is decoded again when it holds sound: longer than
+# the pause a cut leaves at a chunk's end (VAD's 0.4 s pad, a pause of up to 1 s).
+TAIL_SECONDS = 1.5
+LOUDNESS_SHARE = 0.1
 # On CPU both mean int8 weights and float32 the rest: what the int8 copy holds.
 INT8_COMPUTE_TYPES = ("int8", "int8_float32")
 
@@ -213,7 +217,7 @@ class Transcriber:
         return self._transcribe_window(audio[:WINDOW_SAMPLES], offset, language)
 
     def _transcribe_window(
-        self, audio: np.ndarray, offset: float, language: str | None
+        self, audio: np.ndarray, offset: float, language: str | None, seek: bool = True
     ) -> Transcription:
         model = self.model
         features, frames = _window_features(model, audio)
@@ -229,16 +233,29 @@ class Transcriber:
             return Transcription(language=language, segments=[])
         tokens = [token for token in result.sequences_ids[0] if token < tokenizer.eot]
         words = model.find_alignment(tokenizer, [tokens], encoded, frames)[0] if tokens else []
-        return self._from_words(words, audio, offset, language)
+        return self._from_words(words, audio, offset, language, seek)
 
     def _from_words(
-        self, words: list[dict[str, Any]], audio: np.ndarray, offset: float, language: str
+        self,
+        words: list[dict[str, Any]],
+        audio: np.ndarray,
+        offset: float,
+        language: str,
+        seek: bool = True,
     ) -> Transcription:
         if not _has_sentences(words):
             # unpunctuated output (whisper sometimes drops into that style): only timestamp
             # tokens can say where its sentences start
             return self._transcribe_windows(audio, offset, language)
-        return Transcription(language=language, segments=list(_sentences(words, offset)))
+        segments = list(_sentences(words, offset))
+        heard_until = _heard_until(words)
+        rest = audio[int(heard_until * SAMPLE_RATE) :]
+        if seek and words and _unheard_sound(rest, audio):
+            # the decoder stopped before the audio's end (one run in a few lost a chunk's last
+            # sentence so): decode the rest once, as faster-whisper's seeking would
+            tail = self._transcribe_window(rest, offset + heard_until, language, seek=False)
+            segments += tail.segments
+        return Transcription(language=language, segments=segments)
 
     def _tokenizer(self, language: str) -> Tokenizer:
         return Tokenizer(
@@ -416,6 +433,35 @@ def _transcribe_defaults() -> dict[str, Any]:
 
 
 _DEFAULTS = _transcribe_defaults()
+
+
+def _heard_until(words: list[dict[str, Any]]) -> float:
+    """Where the last word heard ends. The alignment gives the last token whatever audio is
+    left, so a closing mark (".") that the decoder wrote early spans the unheard speech: its
+    start is where the words end."""
+    if not words:
+        return 0.0
+    last = words[-1]
+    spelled = str(last["word"]).strip()
+    closing = bool(spelled) and not any(ch.isalnum() for ch in spelled)
+    return float(last["start"] if closing else last["end"])
+
+
+def _unheard_sound(rest: np.ndarray, audio: np.ndarray) -> bool:
+    """Whether audio left after the last word heard holds sound: longer than `TAIL_SECONDS`,
+    with a frame at least a tenth as loud as the chunk's loud frames (not a pause, not
+    silence: decoding those costs a window and invites hallucinated text)."""
+    if len(rest) < TAIL_SECONDS * SAMPLE_RATE:
+        return False
+    loud = float(np.percentile(_frame_rms(audio), 90))
+    return bool(_frame_rms(rest).max(initial=0.0) > LOUDNESS_SHARE * loud > 0)
+
+
+def _frame_rms(audio: np.ndarray) -> np.ndarray:
+    """RMS of each 0.1 s frame."""
+    frame = SAMPLE_RATE // 10
+    whole = audio[: len(audio) // frame * frame].astype(np.float32)
+    return np.asarray(np.sqrt(np.mean(whole.reshape(-1, frame) ** 2, axis=1)))
 
 
 def _is_silence(no_speech_prob: float, avg_logprob: float, options: TranscriptionOptions) -> bool:
