@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SOURCES := src libs/common/src services/ingest/src services/transcribe/src services/embed/src
 
-.PHONY: install up test test-pinecone test-images images lint bench bench-index bench-box bench-scale bench-api docs clean
+.PHONY: install up test test-pinecone test-images images lint bench bench-index bench-box bench-scale bench-api bench-transcribe docs clean
 
 install: $(STAMP)
 
@@ -68,6 +68,13 @@ bench-box: install
 # replaces its own section of docs/benchmarks.md
 bench-scale: install
 	$(PY) -m bench.scale $(SCALE_ARGS)
+
+# this pipeline's transcriber (batch 1 and 8), transcribe(path) and BatchedInferencePipeline
+# (batch 8) on one file of held-out style speech, same threads: audio s per s, peak RSS, WER
+# (MINUTES=10 for a longer file); replaces its own section of docs/benchmarks.md
+MINUTES ?= 3
+bench-transcribe: install
+	$(PY) -m bench.transcribers --minutes $(MINUTES)
 
 # `streamscribe search` against a running stack (2 minutes of speech indexed): whole command and
 # the HTTP request alone; replaces its own section of docs/benchmarks.md

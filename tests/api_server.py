@@ -48,8 +48,8 @@ def api_on(directory: Path, broker: KafkaBroker, chunks: Sequence[Transcript] = 
     for chunk in chunks:
         passages = passages_for(chunk)
         index.store(chunk, passages, embedder.embed([p.text for p in passages]))
-    api = MediaApi(broker, settings)
-    api.open(index, embedder)
+    api = MediaApi(settings)
+    api.open(index, embedder, broker)
     return api
 
 

@@ -239,11 +239,11 @@ def service_ports(replicas: int) -> dict[str, int]:
     while True:
         ports = {name: free_port() for name in ("INGEST", "TRANSCRIBE", "EMBED")}
         taken = [p + 10 * i for p in ports.values() for i in range(replicas)]
-        if len(set(taken)) == len(taken) and all(_is_free(p) for p in taken):
+        if len(set(taken)) == len(taken) and all(port_is_free(p) for p in taken):
             return ports
 
 
-def _is_free(port: int) -> bool:
+def port_is_free(port: int) -> bool:
     with socket.socket() as sock:
         try:
             sock.bind(("127.0.0.1", port))

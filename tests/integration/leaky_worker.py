@@ -5,17 +5,15 @@ Its ceiling is its RSS at start plus `HEADROOM`; one leak holds more than that."
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
-from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka import KafkaBroker
 
-from streamscribe.common.consumer import subscribe
-from streamscribe.common.delivery import Delivery
+from streamscribe.common.consumer import Stage
 from streamscribe.common.events import MediaRequested
-from streamscribe.common.kafka import make_broker
 from streamscribe.common.memory import rss
-from streamscribe.common.service import Readiness, build_app, run
+from streamscribe.common.service import Service, build_app, run
 from streamscribe.common.settings import (
     CommonSettings,
     KafkaSettings,
@@ -38,8 +36,7 @@ def touched(size: int) -> bytearray:
 def main(bootstrap: str, topic: str, group: str) -> None:
     memory = MemorySettings(ceiling_bytes=rss() + HEADROOM, sample_seconds=0.1)
     settings = CommonSettings(kafka=KafkaSettings(bootstrap_servers=bootstrap), memory=memory)
-    broker = make_broker(settings.kafka, "leaky", 5.0)
-    delivery = Delivery(broker, settings, "leaky")
+    stage = Stage(settings, "leaky")
     leaked: list[bytearray] = []
 
     async def work(event: MediaRequested) -> None:
@@ -47,16 +44,13 @@ def main(bootstrap: str, topic: str, group: str) -> None:
         if event.url.endswith("/leak"):
             leaked.append(touched(LEAK))
 
-    async def on_message(message: KafkaMessage) -> None:
-        await delivery.handle(message, MediaRequested, work)
-
-    subscribe(broker, topic, group, on_message)
+    stage.subscribe(topic, group, work)
 
     @asynccontextmanager
-    async def lifespan() -> AsyncIterator[None]:
-        yield
+    async def nothing(broker: KafkaBroker) -> AsyncIterator[Mapping[str, object]]:
+        yield {}
 
-    app = build_app(broker, lifespan, Readiness(), settings.memory)
+    app = build_app(settings, "leaky", Service("leaky", stage.router, nothing))
     run(app, ServiceSection(http_port=0), "INFO")
 
 

@@ -6,17 +6,15 @@ import asyncio
 import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from faststream.kafka import KafkaBroker
 
-from streamscribe.transcribe.handlers import AUDIO_FETCH_BYTES, Resources, register
+from streamscribe.transcribe.handlers import AUDIO_FETCH_BYTES, router
 from streamscribe.transcribe.settings import TranscribeSettings
 
 
 def test_the_audio_subscriber_prefetches_little() -> None:
-    broker = KafkaBroker("127.0.0.1:1")
     settings = TranscribeSettings()
-    register(broker, settings, Resources())
-    [audio] = [s for s in broker.subscribers if s.topic_names == [settings.topics.audio]]
+    subscribers = router(settings).subscribers
+    [audio] = [s for s in subscribers if s.topic_names == [settings.topics.audio]]
     fetch = audio._connection_args  # what FastStream hands aiokafka's consumer
     assert fetch["max_partition_fetch_bytes"] == fetch["fetch_max_bytes"] == AUDIO_FETCH_BYTES
     assert AUDIO_FETCH_BYTES <= 2**20  # aiokafka's defaults: 1 MiB a partition, 50 MiB a fetch

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from faststream.kafka.annotations import KafkaMessage
 
 from streamscribe.cli.dlq import DeadLetter, list_dead_letters, replay_dead_letters
-from streamscribe.common.consumer import subscribe
-from streamscribe.common.delivery import ATTEMPT, Delivery
+from streamscribe.common.consumer import Stage
+from streamscribe.common.delivery import ATTEMPT
 from streamscribe.common.errors import TransientError
 from streamscribe.common.events import MediaRequested
 from streamscribe.common.kafka import ensure_topics, make_broker
@@ -39,22 +39,20 @@ async def test_failing_message_is_retried_dead_lettered_and_replayed(kafka: str)
     )
     await ensure_topics(settings.kafka, settings.topics)
     broker = make_broker(settings.kafka, "retry-test", 5.0)
-    delivery = Delivery(broker, settings, "ingest")
+    stage = Stage(settings, "ingest")
     attempts: list[tuple[str, float]] = []
     done: dict[str, float] = {}
     healed = asyncio.Event()
 
-    async def work(event: MediaRequested) -> None:
-        if event.url.endswith("poison") and not healed.is_set():
-            raise TransientError("HTTP Error 503: upstream down")
+    async def work(event: MediaRequested, message: KafkaMessage) -> None:
+        if event.url.endswith("poison"):
+            attempts.append((message.headers.get(ATTEMPT, "1"), time.monotonic()))
+            if not healed.is_set():
+                raise TransientError("HTTP Error 503: upstream down")
         done[event.url] = time.monotonic()
 
-    async def handler(message: KafkaMessage) -> None:
-        if message.body.endswith(b'poison"}'):
-            attempts.append((message.headers.get(ATTEMPT, "1"), time.monotonic()))
-        await delivery.handle(message, MediaRequested, work)
-
-    subscribe(broker, settings.topics.requested, f"g-{uuid.uuid4().hex}", handler)
+    stage.subscribe(settings.topics.requested, f"g-{uuid.uuid4().hex}", work)
+    broker.include_router(stage.router)
     async with broker:
         await broker.start()
         topic = settings.topics.requested

@@ -158,6 +158,6 @@ async def test_every_documented_path_is_served(
 ) -> None:
     served = (await client[0].get("/openapi.json")).json()
     assert served == OPENAPI
-    api = MediaApi(KafkaBroker(), EmbedSettings())
+    api = MediaApi(EmbedSettings())
     for path in OPENAPI["paths"]:
         assert api.handles(path.replace("{id}", "m1")), path

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from streamscribe.transcribe.transcriber import MAX_SEGMENT_SECONDS, _has_sentences, _sentences
+import numpy as np
+
+from streamscribe.common.audio import SAMPLE_RATE
+from streamscribe.transcribe.transcriber import (
+    MAX_SEGMENT_SECONDS,
+    Transcriber,
+    Transcription,
+    _has_sentences,
+    _sentences,
+)
 
 
 def word(text: str, start: float, end: float) -> dict[str, Any]:
@@ -46,3 +55,51 @@ def test_long_unpunctuated_text_is_not_taken_as_sentences() -> None:
     assert not _has_sentences(spoken)
     assert _has_sentences(spoken[:10])  # one segment is enough
     assert _has_sentences([*spoken[:14], word(" end.", 14.0, 14.5), *spoken[15:]])
+
+
+class _TailSpy(Transcriber):
+    """A transcriber without a model: what it would decode after the words heard."""
+
+    def __init__(self) -> None:  # no model: only `_from_words` runs
+        self.tails: list[tuple[float, float]] = []
+
+    def _transcribe_window(
+        self, audio: np.ndarray, offset: float, language: str | None, seek: bool = True
+    ) -> Transcription:
+        assert not seek, "the rest is decoded once, not again and again"
+        self.tails.append((offset, len(audio) / SAMPLE_RATE))
+        return Transcription("en", list(_sentences([word(" Hikers.", 0.5, 1.5)], offset)))
+
+
+def _sound(seconds: float) -> np.ndarray:
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    return (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+
+
+def _silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * SAMPLE_RATE), dtype=np.float32)
+
+
+HEARD = [word(" The", 0.0, 0.5), word(" radio.", 0.5, 4.0)]
+# as the alignment gives them: the closing mark takes the audio left, unheard speech included
+STRETCHED = [word(" The", 0.0, 0.5), word(" radio", 0.5, 4.0), word(".", 4.0, 7.5)]
+
+
+def test_sound_after_the_last_word_heard_is_decoded_once_more() -> None:
+    spy = _TailSpy()
+    audio = np.concatenate([_sound(4.0), _silence(0.5), _sound(3.0), _silence(0.5)])
+    result = spy._from_words(HEARD, audio, 100.0, "en")
+    assert spy.tails == [(104.0, 4.0)]  # from the last word's end, times absolute
+    assert [s.text for s in result.segments] == ["The radio.", "Hikers."]
+    assert result.segments[-1].start == 104.5
+    spy = _TailSpy()
+    spy._from_words(STRETCHED, audio, 100.0, "en")
+    assert spy.tails == [(104.0, 4.0)]  # from the mark's start, not its stretched end
+
+
+def test_silence_or_a_short_pause_after_the_last_word_is_not_decoded() -> None:
+    for rest in (_silence(6.0), _sound(1.0), np.concatenate([_silence(3.0), 1e-3 * _sound(2.0)])):
+        spy = _TailSpy()
+        result = spy._from_words(HEARD, np.concatenate([_sound(4.0), rest]), 0.0, "en")
+        assert spy.tails == []
+        assert [s.text for s in result.segments] == ["The radio."]

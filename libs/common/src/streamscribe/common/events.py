@@ -22,6 +22,7 @@ from pydantic import (
     PlainSerializer,
     PlainValidator,
     ValidationError,
+    WithJsonSchema,
     field_validator,
 )
 
@@ -66,6 +67,7 @@ AudioBytes = Annotated[
     bytes,
     PlainValidator(_audio_from),
     PlainSerializer(lambda raw: base64.b64encode(raw).decode("ascii"), return_type=str),
+    WithJsonSchema({"type": "string", "contentEncoding": "base64"}),
 ]
 
 
@@ -114,6 +116,18 @@ class AudioChunk(Event):
     language: str | None = None
     run: str | None = Field(None, pattern=RUN_PATTERN, description=RUN_DESCRIPTION)
     audio: AudioBytes
+    lead_in: float = Field(
+        0.0,
+        ge=0,
+        description="Seconds of audio before `start` that `audio` begins with: context for the "
+        "chunk's first words (added within version 1).",
+    )
+    next_lead_in: float = Field(
+        0.0,
+        ge=0,
+        description="The next chunk's `lead_in`: the end of this chunk's audio that it hears "
+        "too (0 on the final chunk and from older producers).",
+    )
 
     @property
     def chunk_id(self) -> str:

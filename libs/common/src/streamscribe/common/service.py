@@ -1,6 +1,8 @@
-"""The skeleton every service shares: a FastStream app with /metrics, /healthz and /readyz (and,
-on the service that owns the data, the HTTP API), readiness that turns true only once resources
-are loaded and the consumer has joined, and the memory guard running while the broker does."""
+"""The one app factory every service shares: a FastStream app with /metrics, /healthz and /readyz
+(and, on the service that owns the data, the HTTP API), readiness that turns true only once
+resources are loaded and the consumer has joined, and the memory guard running while the broker
+does. A service supplies a `Service`: its subscribers (a router), its resources (put in
+FastStream's context, where handlers take them), its readiness and what it publishes."""
 
 from __future__ import annotations
 
@@ -8,24 +10,28 @@ import asyncio
 import logging
 import signal
 import socket
-from collections.abc import Callable, Mapping
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Protocol
 
 from faststream.asgi import AsgiFastStream, AsgiResponse, get, make_ping_asgi
 from faststream.asgi.types import Receive, Scope, Send
-from faststream.kafka import KafkaBroker
+from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.specification import AsyncAPI
 from prometheus_client import make_asgi_app
 from pydantic import BaseModel
 
 from streamscribe.common import logcontext, metrics
+from streamscribe.common.kafka import ensure_topics, make_broker
 from streamscribe.common.memory import MemoryGuard, resolve_marks
-from streamscribe.common.settings import MemorySettings, ServiceSection
+from streamscribe.common.settings import CommonSettings, ServiceSection
 
-Lifespan = Callable[[], AbstractAsyncContextManager[None]]
-"""Opens a service's resources before its consumers start; closes them after they stop."""
+Resources = Callable[[KafkaBroker], AbstractAsyncContextManager[Mapping[str, object]]]
+"""Opens a service's resources before its consumers start and yields them by name; the app puts
+them in FastStream's context, where handlers take them (`Context(name)`). Closes them after the
+consumers stop. It gets the broker for what publishes outside a handler (the HTTP API)."""
 
 
 class Api(Protocol):
@@ -35,6 +41,25 @@ class Api(Protocol):
     def handles(self, path: str) -> bool: ...
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
+
+
+def _always() -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Service:
+    """What one service brings to the app."""
+
+    name: str
+    router: KafkaRouter
+    """Its subscribers."""
+    resources: Resources
+    publishes: Mapping[str, type[BaseModel]] = field(default_factory=dict)
+    """Topic -> event model of what its handlers publish, for its AsyncAPI document."""
+    api: Api | None = None
+    ready: Callable[[], bool] = _always
+    """Whether it can serve, asked by /readyz once its resources are open."""
 
 
 class ServiceApp(AsgiFastStream):
@@ -50,14 +75,17 @@ class ServiceApp(AsgiFastStream):
 
 
 class Readiness:
-    """Flipped by the app once its model is loaded and its broker started."""
+    """True once the app has started (every service's resources open, its broker started) and
+    every service says it can serve."""
 
-    def __init__(self) -> None:
-        self.ready = False
+    def __init__(self, services: tuple[Service, ...]) -> None:
+        self.started = False
+        self.services = services
+        metrics.READY.set_function(lambda: 1 if self.ready else 0)
 
-    def set(self, ready: bool) -> None:
-        self.ready = ready
-        metrics.READY.set(1 if ready else 0)
+    @property
+    def ready(self) -> bool:
+        return self.started and all(service.ready() for service in self.services)
 
 
 def _readyz(readiness: Readiness) -> Any:
@@ -70,34 +98,36 @@ def _readyz(readiness: Readiness) -> Any:
     return readyz
 
 
-def build_app(
-    broker: KafkaBroker,
-    lifespan: Lifespan,
-    readiness: Readiness,
-    memory: MemorySettings,
-    api: Api | None = None,
-    title: str = "streamscribe",
-    publishes: Mapping[str, type[BaseModel]] | None = None,
-) -> AsgiFastStream:
-    """The FastStream app of one service: `lifespan` opens its resources before the broker
-    starts (so the consumer joins only when it can work), and closes them after it stops.
-    The memory guard runs from the broker's start (its consumers exist) until shutdown.
-    `title` names the service in its AsyncAPI document; `publishes` (topic -> event model)
-    puts the events it publishes there too (its handlers publish with `publish_event`)."""
-    guard = MemoryGuard(broker, memory, resolve_marks(memory))
-    for topic, model in (publishes or {}).items():
-        broker.publisher(topic, schema=model, description=model.__doc__)
+def build_app(settings: CommonSettings, name: str, *services: Service) -> ServiceApp:
+    """The FastStream app of one process running `services` (one stage, or every stage of one
+    box), on one broker. Their resources are opened in order before the broker starts (so the
+    consumers join only when they can work; a later service sizes its inputs from the memory
+    left after an earlier one's model) and closed after it stops. The memory guard runs from
+    the broker's start (its consumers exist) until shutdown. `name` names the process in its
+    broker client id and its AsyncAPI document."""
+    broker = make_broker(settings.kafka, name, settings.shutdown_grace_seconds)
+    guard = MemoryGuard(broker, settings.memory, resolve_marks(settings.memory))
+    readiness = Readiness(services)
+    for service in services:
+        broker.include_router(service.router)
+        for topic, model in service.publishes.items():
+            broker.publisher(topic, schema=model, description=model.__doc__)
+
+    @asynccontextmanager
+    async def lifespan(*_: Any, **__: Any) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            for service in services:
+                await _open(stack, broker, service)
+            await ensure_topics(settings.kafka, settings.topics)
+            yield
 
     async def mark_ready() -> None:
         await guard.start()
-        readiness.set(True)
+        readiness.started = True
 
     async def mark_stopping() -> None:
-        readiness.set(False)
+        readiness.started = False
         await guard.stop()
-
-    def _lifespan(*_: Any, **__: Any) -> AbstractAsyncContextManager[None]:
-        return lifespan()
 
     app = ServiceApp(
         broker,
@@ -106,13 +136,22 @@ def build_app(
             ("/healthz", make_ping_asgi(broker, timeout=5.0, include_in_schema=False)),
             ("/readyz", _readyz(readiness)),
         ],
-        lifespan=_lifespan,
+        lifespan=lifespan,
         after_startup=[mark_ready],
         on_shutdown=[mark_stopping],
-        specification=AsyncAPI(title=title, version="1"),
+        specification=AsyncAPI(title=f"streamscribe {name}", version="1"),
     )
-    app.api = api
+    app.api = next((service.api for service in services if service.api is not None), None)
     return app
+
+
+async def _open(stack: AsyncExitStack, broker: KafkaBroker, service: Service) -> None:
+    """Open `service`'s resources on `stack` and put them in the broker's context (taken out
+    again before they close)."""
+    opened = await stack.enter_async_context(service.resources(broker))
+    for key, value in opened.items():
+        broker.context.set_global(key, value)
+        stack.callback(broker.context.reset_global, key)
 
 
 def run(app: AsgiFastStream, section: ServiceSection, log_level: str) -> None:

@@ -77,8 +77,8 @@ class MediaApi:
     """The routes, on a connection to the index of their own (the consumer's is busy in its
     own threads), used one request step at a time."""
 
-    def __init__(self, broker: KafkaBroker, settings: EmbedSettings) -> None:
-        self.broker = broker
+    def __init__(self, settings: EmbedSettings) -> None:
+        self.broker: KafkaBroker | None = None
         self.settings = settings
         self.index: Index | None = None
         self.embedder: TextEmbedder | None = None
@@ -92,8 +92,12 @@ class MediaApi:
             ("GET", re.compile(r"/openapi\.json"), self.openapi),
         ]
 
-    def open(self, index: Index, embedder: TextEmbedder) -> None:
-        self.index, self.embedder = index, embedder
+    def open(self, index: Index, embedder: TextEmbedder, broker: KafkaBroker) -> None:
+        """Serve from `index` and `embedder`; publish requests with `broker`."""
+        self.index, self.embedder, self.broker = index, embedder, broker
+
+    def is_open(self) -> bool:
+        return self.index is not None
 
     def close(self) -> None:
         if self.index is not None:
@@ -141,6 +145,8 @@ class MediaApi:
             raise HttpError(422, f"invalid request: {_summary(exc)}") from exc
         media_id, run = event.resolved_id, event.run
         assert run is not None
+        if self.broker is None:
+            raise HttpError(503, "not connected yet; try again once /readyz says ready")
         await publish_event(self.broker, self.settings.topics.requested, event, media_id.encode())
         # recorded at once: `up` resumes what the ledger holds as unfinished
         await self._read(lambda index: index.ledger.request(media_id, run, event.url))

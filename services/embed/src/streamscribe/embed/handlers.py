@@ -1,25 +1,27 @@
 """media.transcript -> index -> media.indexed, once per completion; the ledger also follows
 media.requested and media.failed, so it knows every media, whichever stage it reached."""
 
-from __future__ import annotations
+# Handlers' annotations are objects, not strings (why: `common/consumer.py`).
 
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
 
-from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
+from faststream import Context
+from faststream.kafka import KafkaRouter
+from faststream.kafka.annotations import KafkaBroker
 
 from streamscribe.common import metrics
-from streamscribe.common.consumer import subscribe
-from streamscribe.common.delivery import Delivery, publish_event, with_run
-from streamscribe.common.errors import InvalidEventError, TransientError
+from streamscribe.common.consumer import Stage
+from streamscribe.common.delivery import publish_event
+from streamscribe.common.errors import TransientError
 from streamscribe.common.events import (
     MediaFailed,
     MediaIndexed,
     MediaRequested,
     Transcript,
-    parse_event,
 )
 from streamscribe.embed.embedder import TextEmbedder
 from streamscribe.embed.passages import passages_for
@@ -32,17 +34,24 @@ LEDGER_BACKOFF_MAX_SECONDS = 30.0
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
 class Resources:
-    """Filled by the app's lifespan before the consumer starts."""
+    """What the handlers use: opened by the app (`app.py`) before the consumers start, and
+    given to the handlers from FastStream's context, under the stage's name."""
 
     embedder: TextEmbedder
     index: Index
 
 
-def register(broker: KafkaBroker, settings: EmbedSettings, resources: Resources) -> None:
-    delivery = Delivery(broker, settings, STAGE)
+Held = Annotated[Resources, Context(STAGE)]
+"""A handler parameter: this stage's resources, from FastStream's context."""
 
-    async def index(transcript: Transcript) -> None:
+
+def router(settings: EmbedSettings) -> KafkaRouter:
+    """Embed's subscribers: the chunks it indexes, and the topics its ledger follows."""
+    stage = Stage(settings, STAGE)
+
+    async def index(transcript: Transcript, broker: KafkaBroker, resources: Held) -> None:
         if not await asyncio.to_thread(resources.index.admits, transcript):
             log.info("embed: %s belongs to an older run; skipped", transcript.chunk_id)
             return
@@ -58,9 +67,9 @@ def register(broker: KafkaBroker, settings: EmbedSettings, resources: Resources)
         metrics.CHUNKS.labels(STAGE).inc()
         metrics.AUDIO_SECONDS.labels(STAGE).inc(transcript.end - transcript.start)
         if completed is not None:
-            await announce(completed)
+            await announce(broker, resources.index.ledger, completed)
 
-    async def announce(completed: Announcement) -> None:
+    async def announce(broker: KafkaBroker, ledger: Ledger, completed: Announcement) -> None:
         """The ledger, not this process, decided the media is complete: any worker may finish
         one, and exactly one gets the claim to say so."""
         event = MediaIndexed(
@@ -71,40 +80,25 @@ def register(broker: KafkaBroker, settings: EmbedSettings, resources: Resources)
             run=completed.run,
         )
         await publish_event(broker, settings.topics.indexed, event, completed.media_id.encode())
-        await asyncio.to_thread(resources.index.ledger.announced, completed)
+        await asyncio.to_thread(ledger.announced, completed)
 
-    async def on_transcript(message: KafkaMessage) -> None:
-        await delivery.handle(message, Transcript, index)
-
-    async def on_requested(message: KafkaMessage) -> None:
-        try:
-            request = with_run(parse_event(MediaRequested, message.body), message)
-        except InvalidEventError:
-            await message.ack()  # ingest dead-letters it and fails the media it names
-            return
-        assert request.run is not None
+    async def on_requested(request: MediaRequested, resources: Held) -> None:
+        assert request.run is not None  # the decoder gives a request its record's run
         ledger = resources.index.ledger
         await _until_written(ledger.request, request.resolved_id, request.run, request.url)
-        await message.ack()
 
-    async def on_failed(message: KafkaMessage) -> None:
-        try:
-            failed = parse_event(MediaFailed, message.body)
-        except InvalidEventError:
-            await message.ack()
-            return
+    async def on_failed(failed: MediaFailed, resources: Held) -> None:
         failure = {"stage": failed.stage, "reason": failed.reason.value, "detail": failed.detail}
         ledger = resources.index.ledger
         await _until_written(ledger.fail, failed.media_id, failed.run, failure, failed.source_url)
-        await message.ack()
 
     group = settings.embed.group(STAGE)
-    subscribe(broker, settings.topics.transcript, group, on_transcript)
-    # no retry twins: media.requested.retry belongs to ingest, and a ledger write that fails
-    # waits in place (below) rather than hand a request back to ingest twice
-    for topic, handler in ((settings.topics.requested, on_requested),
-                           (settings.topics.failed, on_failed)):  # fmt: skip
-        subscribe(broker, topic, f"{group}-ledger", handler, retries=False)
+    stage.subscribe(settings.topics.transcript, group, index)
+    # followed, not owned: ingest dead-letters an invalid request and releases its retries, and
+    # a ledger write that fails waits in place (below) rather than hand a request back to ingest
+    stage.follow(settings.topics.requested, f"{group}-ledger", on_requested)
+    stage.follow(settings.topics.failed, f"{group}-ledger", on_failed)
+    return stage.router
 
 
 async def _after_claim(ledger: Ledger, pending: AnnouncementInFlightError) -> Announcement | None:

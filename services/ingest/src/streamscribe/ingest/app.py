@@ -4,19 +4,18 @@ longer than what fits between its RSS at start and the memory pause mark."""
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker
 
 from streamscribe.common.events import AudioChunk, Event, MediaFailed, Transcript
-from streamscribe.common.kafka import ensure_topics, make_broker
 from streamscribe.common.memory import admitted, resolve_marks, rss
-from streamscribe.common.service import Lifespan, Readiness, build_app
+from streamscribe.common.service import Service, build_app
 from streamscribe.common.tempfiles import TempRoot
 from streamscribe.ingest.chunk_source import chunk_limits
-from streamscribe.ingest.handlers import Resources, register
+from streamscribe.ingest.handlers import STAGE, Resources, router
 from streamscribe.ingest.settings import IngestSettings
 
 # One chunk is decoded into a buffer of 16 kHz float32 samples (62.5 KiB per second), then cut,
@@ -36,29 +35,23 @@ def admitted_chunk_seconds(settings: IngestSettings) -> int:
     )
 
 
-def attach(broker: KafkaBroker, settings: IngestSettings) -> Lifespan:
-    """Ingest's subscribers on `broker`; the lifespan that prepares their resources."""
-    resources = Resources()
-    register(broker, settings, resources)
+def service(settings: IngestSettings) -> Service:
+    """Ingest's subscribers, and the resources that prepare them."""
 
     @asynccontextmanager
-    async def lifespan() -> AsyncIterator[None]:
-        resources.temp = TempRoot(settings.temp_root, "ingest")
-        resources.temp.sweep()
-        resources.chunks = chunk_limits(settings.ingest, admitted_chunk_seconds(settings))
-        await ensure_topics(settings.kafka, settings.topics)
-        yield
+    async def resources(broker: KafkaBroker) -> AsyncIterator[Mapping[str, object]]:
+        temp = TempRoot(settings.temp_root, "ingest")
+        temp.sweep()
+        chunks = chunk_limits(settings.ingest, admitted_chunk_seconds(settings))
+        yield {STAGE: Resources(temp, chunks)}
 
-    return lifespan
-
-
-def create_app(settings: IngestSettings) -> AsgiFastStream:
-    broker = make_broker(settings.kafka, "ingest", settings.shutdown_grace_seconds)
-    lifespan = attach(broker, settings)
     publishes: dict[str, type[Event]] = {
         settings.topics.audio: AudioChunk,
         settings.topics.transcript: Transcript,  # a media's own captions
         settings.topics.failed: MediaFailed,
     }
-    title = "streamscribe ingest"
-    return build_app(broker, lifespan, Readiness(), settings.memory, None, title, publishes)
+    return Service(STAGE, router(settings), resources, publishes)
+
+
+def create_app(settings: IngestSettings) -> AsgiFastStream:
+    return build_app(settings, STAGE, service(settings))

@@ -21,6 +21,7 @@ def chunk_limits(section: IngestSection, max_seconds: float | None = None) -> Ch
         min_seconds=section.chunk_min_seconds,
         max_seconds=longest if max_seconds is None else min(longest, max_seconds),
         max_duration_seconds=section.max_duration_seconds,
+        overlap_seconds=section.overlap_seconds,
     )
 
 

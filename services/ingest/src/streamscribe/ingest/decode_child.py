@@ -9,9 +9,14 @@ turn them into MediaErrors.
 
 Chunking: the file is decoded packet by packet into one buffer that never holds more than
 `max_seconds` of 16 kHz mono audio, so memory does not depend on how long the media is. When the
-buffer is full it is cut in the quietest 100 ms between `min_seconds` and `max_seconds` (a pause
-between words or sentences), the piece is encoded, and the rest of the buffer starts the next
-chunk. Timestamps come from sample counts, so chunks tile the media exactly.
+buffer is full it is cut in the middle of its longest pause between `min_seconds` and
+`max_seconds` (the longest run of 100 ms windows near the quietest one: a pause between
+sentences rather than the gap after a word), the piece is encoded, and the rest of the buffer
+starts the next chunk. Timestamps come from sample counts, so chunks tile the media exactly.
+
+Each chunk after the first also begins with the last `overlap_seconds` of the chunk before it
+(its `lead_in`): a cut then never makes a chunk's first words be decoded cold. Both limits count
+the lead-in, so a chunk's audio still fits one 30 s Whisper window.
 
 The child caps its own address space (RLIMIT_AS) and CPU time (RLIMIT_CPU), runs `chunks`, and
 streams each chunk on its stdout in frames: a 4-byte big-endian length (`FRAME_LENGTH`), that
@@ -50,8 +55,17 @@ FRAME_LENGTH = struct.Struct(">I")
 
 Samples = npt.NDArray[np.float32]
 
-# A cut is centred in the quietest window this long: about a pause between two words.
+# A cut is centred in a pause measured in windows this long: about a gap between two words.
 _QUIET_WINDOW = SAMPLE_RATE // 10
+# A window counts as pause when it is at most 6 dB louder than the quietest one, or 40 dB below
+# the loudest (a noise floor under speech), or digital silence below the absolute floor (a sum
+# of squares over one window).
+_QUIET_RATIO = 4.0
+_QUIET_BELOW_LOUDEST = 1e-4
+_QUIET_FLOOR = 1e-6
+# A pause this long at a cut is clear: no word straddles the cut, so the next chunk needs no
+# lead-in (measured: a lead-in there makes the first words worse, not better; docs/design.md).
+_CLEAR_PAUSE = round(SAMPLE_RATE * 0.3)
 # A shorter final remainder is decoder padding or a click, not worth a message of its own.
 _MIN_TAIL = SAMPLE_RATE // 5
 # Speech at 24 kbit/s Opus transcribes as well as the original: about 90 KB per 30 s chunk.
@@ -76,15 +90,16 @@ class ChunkError(Exception):
 class ChunkLimits:
     """How long chunks are, and the longest media worth decoding."""
 
-    min_seconds: float = 15.0  # a cut happens at the quietest point between min and max
+    min_seconds: float = 15.0  # a cut happens in the longest pause between min and max
     max_seconds: float = 30.0
     max_duration_seconds: float | None = None  # refuse media longer than this while decoding
+    overlap_seconds: float = 0.0  # lead-in from the chunk before; counted in min and max
 
     def __post_init__(self) -> None:
-        if not 0 < self.min_seconds <= self.max_seconds:
+        if not 0 <= self.overlap_seconds < self.min_seconds <= self.max_seconds:
             raise ValueError(
-                f"chunk limits need 0 < min_seconds <= max_seconds, "
-                f"got {self.min_seconds} and {self.max_seconds}"
+                f"chunk limits need 0 <= overlap_seconds < min_seconds <= max_seconds, got "
+                f"{self.overlap_seconds}, {self.min_seconds} and {self.max_seconds}"
             )
         if self.max_duration_seconds is not None and self.max_duration_seconds <= 0:
             raise ValueError(f"max_duration_seconds must be positive: {self.max_duration_seconds}")
@@ -98,6 +113,7 @@ class Chunk:
     start: float
     end: float
     audio: bytes  # Ogg/Opus, 16 kHz mono
+    lead_in: float = 0.0  # seconds of audio before `start` that `audio` begins with
 
 
 def chunks(path: Path, limits: ChunkLimits) -> Iterator[Chunk]:
@@ -108,7 +124,9 @@ def chunks(path: Path, limits: ChunkLimits) -> Iterator[Chunk]:
     """
     max_duration = limits.max_duration_seconds
     max_samples = None if max_duration is None else _to_samples(max_duration)
-    cutter = _Cutter(_to_samples(limits.min_seconds), _to_samples(limits.max_seconds))
+    overlap = _to_samples(limits.overlap_seconds)
+    shortest, longest = _to_samples(limits.min_seconds), _to_samples(limits.max_seconds)
+    cutter = _Cutter(shortest - overlap, longest - overlap, overlap)
     for block in decode_blocks(str(path), path.name, max_samples):
         yield from cutter.add(block)
     if cutter.is_empty():
@@ -186,13 +204,16 @@ def _samples_of(frame: av.AudioFrame) -> Samples:
 
 
 class _Cutter:
-    """Accumulates samples in a fixed buffer and cuts it into chunks at quiet points."""
+    """Accumulates samples in a fixed buffer and cuts it into chunks at pauses. The buffer holds
+    the lead-in (the end of the chunk before) followed by the next chunk's own samples."""
 
-    def __init__(self, min_samples: int, max_samples: int) -> None:
+    def __init__(self, min_samples: int, max_samples: int, overlap: int = 0) -> None:
         self._min = min_samples
-        self._buffer: Samples = np.zeros(max_samples, dtype=np.float32)
-        self._filled = 0
-        self._offset = 0  # samples of the media before buffer[0]
+        self._overlap = overlap
+        self._buffer: Samples = np.zeros(overlap + max_samples, dtype=np.float32)
+        self._lead = 0  # samples of lead-in at the front of the buffer
+        self._filled = 0  # the chunk's own samples after them
+        self._offset = 0  # samples of the media before the chunk's own first sample
         self._seq = 0
 
     def is_empty(self) -> bool:
@@ -200,49 +221,84 @@ class _Cutter:
 
     def add(self, block: Samples) -> Iterator[Chunk]:
         """Copy `block` in, emitting a chunk each time the buffer fills up."""
-        capacity = self._buffer.size
         while block.size:
+            # a chunk without a lead-in has its room: the limits count the lead-in
+            capacity = self._buffer.size - self._lead
             taken = min(block.size, capacity - self._filled)
-            self._buffer[self._filled : self._filled + taken] = block[:taken]
+            at = self._lead + self._filled
+            self._buffer[at : at + taken] = block[:taken]
             self._filled += taken
             block = block[taken:]
             if self._filled == capacity:
-                yield self._emit(_find_quietest(self._buffer, self._min))
+                own = self._buffer[self._lead : self._lead + self._filled]
+                cut, pause = _longest_pause(own, self._min + self._overlap - self._lead)
+                yield self._emit(cut, clear=pause >= _CLEAR_PAUSE)
 
     def finish(self) -> Iterator[Chunk]:
         """Emit what remains as the last chunk, unless it is a negligible tail."""
         if self._filled >= _MIN_TAIL or (self._seq == 0 and self._filled > 0):
             yield self._emit(self._filled)
 
-    def _emit(self, cut: int) -> Chunk:
+    def _emit(self, cut: int, clear: bool = False) -> Chunk:
+        """The chunk up to `cut`. After a `clear` pause the next chunk has no lead-in: no word
+        straddles the cut, and its first words are decoded as a window's first words are."""
+        end = self._lead + cut
         chunk = Chunk(
             seq=self._seq,
             start=self._offset / SAMPLE_RATE,
             end=(self._offset + cut) / SAMPLE_RATE,
-            audio=_encode(self._buffer[:cut]),
+            audio=_encode(self._buffer[:end]),
+            lead_in=self._lead / SAMPLE_RATE,
         )
-        # The remainder moves to the front; numpy copies overlapping slices correctly.
+        # The last `overlap` samples and the rest move to the front; numpy copies overlapping
+        # slices correctly.
+        lead = 0 if clear else min(self._overlap, end)
         rest = self._filled - cut
-        self._buffer[:rest] = self._buffer[cut : self._filled]
+        self._buffer[: lead + rest] = self._buffer[end - lead : end + rest]
+        self._lead = lead
         self._filled = rest
         self._offset += cut
         self._seq += 1
         return chunk
 
 
-def _find_quietest(samples: Samples, start: int) -> int:
-    """The centre of the lowest-energy window of `samples[start:]` (its end if too short)."""
+def _find_pause(samples: Samples, start: int) -> int:
+    """The middle of the longest pause in `samples[start:]` (its end if too short)."""
+    return _longest_pause(samples, start)[0]
+
+
+def _longest_pause(samples: Samples, start: int) -> tuple[int, int]:
+    """The middle of the longest pause in `samples[start:]` (its end if too short), and the
+    pause's length in samples (0 unless it is silence, 40 dB below the loudest window): the
+    longest run of quiet 100 ms windows. The quietest window
+    alone is often the short gap right after a word, which the next chunk would then begin with
+    cold."""
     region = samples[start:]
     window = min(_QUIET_WINDOW, region.size)
     if window == 0:
-        return samples.size
+        return samples.size, 0
     # energy[i] is the float64 energy of region[:i]: built in one array, in place, rather than
     # in a float64 copy, its square, their sum and a concatenation.
     energy = np.zeros(region.size + 1)
     np.square(region, out=energy[1:], dtype=np.float64)
     np.cumsum(energy, out=energy)
     window_energy = energy[window:] - energy[:-window]
-    return start + int(np.argmin(window_energy)) + window // 2
+    quiet = window_energy <= max(
+        float(window_energy.min()) * _QUIET_RATIO,
+        float(window_energy.max()) * _QUIET_BELOW_LOUDEST,
+        _QUIET_FLOOR,
+    )
+    # runs of quiet windows: where `quiet` switches on and off
+    edges = np.diff(quiet.astype(np.int8), prepend=0, append=0)
+    (begins,) = np.nonzero(edges == 1)
+    (ends,) = np.nonzero(edges == -1)
+    longest = int(np.argmax(ends - begins))
+    begin, end = int(begins[longest]), int(ends[longest])
+    middle = start + (begin + end) // 2 + window // 2
+    # a pause only relative to the quietest window (speech with no gap at all) is no pause
+    loudest = float(window_energy.max())
+    silent = window_energy[begin:end].max() <= max(loudest * _QUIET_BELOW_LOUDEST, _QUIET_FLOOR)
+    return middle, end - begin + window - 1 if silent else 0
 
 
 def _encode(samples: Samples) -> bytes:
@@ -270,7 +326,13 @@ def main(path: str, arguments: str) -> None:
     faulthandler.enable()  # a crash leaves its Python stack on stderr, for the parent's message
     try:
         for chunk in chunks(Path(path), ChunkLimits(**limits["chunks"])):
-            header = {"kind": "chunk", "seq": chunk.seq, "start": chunk.start, "end": chunk.end}
+            header = {
+                "kind": "chunk",
+                "seq": chunk.seq,
+                "start": chunk.start,
+                "end": chunk.end,
+                "lead_in": chunk.lead_in,
+            }
             _write_frame(out, header, chunk.audio)
     except ChunkError as exc:
         _write_frame(out, {"kind": "error", "reason": exc.code, "detail": exc.detail})

@@ -134,7 +134,8 @@ def _carried_error(header: dict[str, Any]) -> MediaError:
 
 def _chunk(header: dict[str, Any], audio: bytes) -> Chunk:
     try:
-        return Chunk(int(header["seq"]), float(header["start"]), float(header["end"]), audio)
+        start, end, lead_in = (float(header[key]) for key in ("start", "end", "lead_in"))
+        return Chunk(int(header["seq"]), start, end, audio, lead_in)
     except (KeyError, TypeError, ValueError) as exc:
         raise MediaError(Reason.DECODE_ERROR, f"decoder sent a malformed chunk: {exc}") from exc
 

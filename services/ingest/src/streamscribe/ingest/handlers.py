@@ -1,16 +1,20 @@
 """media.requested -> media.audio: check the URL, download into a job dir, chunk, publish."""
 
-from __future__ import annotations
+# Handlers' annotations are objects, not strings (why: `common/consumer.py`).
 
 import asyncio
 import logging
+from dataclasses import dataclass
+from functools import partial
+from typing import Annotated
 
-from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
+from faststream import Context
+from faststream.kafka import KafkaRouter
+from faststream.kafka.annotations import KafkaBroker
 
 from streamscribe.common import metrics
-from streamscribe.common.consumer import subscribe
-from streamscribe.common.delivery import Delivery, publish_event
+from streamscribe.common.consumer import Stage
+from streamscribe.common.delivery import publish_event
 from streamscribe.common.drain import draining
 from streamscribe.common.errors import MediaError
 from streamscribe.common.events import (
@@ -33,11 +37,17 @@ STAGE = "ingest"
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
 class Resources:
-    """Filled by the app's lifespan before the consumer starts."""
+    """What the handler uses: opened by the app (`app.py`) before the consumer starts, and
+    given to the handler from FastStream's context, under the stage's name."""
 
     temp: TempRoot
     chunks: ChunkLimits
+
+
+Held = Annotated[Resources, Context(STAGE)]
+"""A handler parameter: this stage's resources, from FastStream's context."""
 
 
 def url_policy(section: IngestSection) -> UrlPolicy:
@@ -47,8 +57,15 @@ def url_policy(section: IngestSection) -> UrlPolicy:
     )
 
 
-def register(broker: KafkaBroker, settings: IngestSettings, resources: Resources) -> None:
-    delivery = Delivery(broker, settings, STAGE)
+async def send_chunk(broker: KafkaBroker, topic: str, chunk: AudioChunk) -> None:
+    await publish_event(broker, topic, chunk, audio_key(chunk))
+    metrics.CHUNKS.labels(STAGE).inc()
+    metrics.AUDIO_SECONDS.labels(STAGE).inc(chunk.end - chunk.start)
+
+
+def router(settings: IngestSettings) -> KafkaRouter:
+    """Ingest's subscribers."""
+    stage = Stage(settings, STAGE)
     section = settings.ingest
     policy = url_policy(section)
     limits = DownloadLimits(
@@ -59,12 +76,7 @@ def register(broker: KafkaBroker, settings: IngestSettings, resources: Resources
         socket_timeout_seconds=section.socket_timeout_seconds,
     )
 
-    async def send(chunk: AudioChunk) -> None:
-        await publish_event(broker, settings.topics.audio, chunk, audio_key(chunk))
-        metrics.CHUNKS.labels(STAGE).inc()
-        metrics.AUDIO_SECONDS.labels(STAGE).inc(chunk.end - chunk.start)
-
-    async def send_captions(found: Captions, media: MediaRef) -> None:
+    async def send_captions(broker: KafkaBroker, found: Captions, media: MediaRef) -> None:
         """The captions as transcript chunks, straight to embed: nothing to transcribe."""
         grouped = chunks(found.cues, section.chunk_max_seconds)
         for seq, (start, end, segments) in enumerate(grouped):
@@ -80,7 +92,7 @@ def register(broker: KafkaBroker, settings: IngestSettings, resources: Resources
             )
             metrics.CHUNKS.labels(STAGE).inc()
 
-    async def ingest(request: MediaRequested) -> None:
+    async def ingest(request: MediaRequested, broker: KafkaBroker, resources: Held) -> None:
         media = MediaRef(request.resolved_id, request.url, request.language, request.run)
         if draining(settings.data_dir):
             # the ledger holds the request as unfinished: `up` requests it again once the
@@ -101,15 +113,14 @@ def register(broker: KafkaBroker, settings: IngestSettings, resources: Resources
                 )
                 resources.temp.report()
                 if isinstance(found, Captions):
-                    await send_captions(found, media)
+                    await send_captions(broker, found, media)
                     return
+                send = partial(send_chunk, broker, settings.topics.audio)
                 await publish_audio(found, media, decode_limits(section, resources.chunks), send)
             except MediaError as exc:
                 # a reason is for users: the job's directory is nothing of theirs
                 raise MediaError(exc.reason, exc.detail.replace(str(job_dir), "…")) from exc
 
-    async def on_requested(message: KafkaMessage) -> None:
-        await delivery.handle(message, MediaRequested, ingest)
-
     group = section.group(STAGE)
-    subscribe(broker, settings.topics.requested, group, on_requested, section.max_poll_interval_ms)
+    stage.subscribe(settings.topics.requested, group, ingest, section.max_poll_interval_ms)
+    return stage.router

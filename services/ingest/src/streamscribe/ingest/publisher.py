@@ -30,7 +30,7 @@ async def publish_audio(path: Path, media: MediaRef, limits: DecodeLimits, send:
     async with aclosing(decoded_chunks(path, limits)) as chunks:
         async for chunk in chunks:
             if held is not None:
-                await send(_event(held, media, final=False))
+                await send(_event(held, media, final=False, next_lead_in=chunk.lead_in))
             held = chunk
     if held is None:  # the decoder raises first; kept so `held` is typed non-None below
         raise RuntimeError(f"no chunks from {path}")
@@ -38,7 +38,7 @@ async def publish_audio(path: Path, media: MediaRef, limits: DecodeLimits, send:
     return held.seq + 1
 
 
-def _event(chunk: Chunk, media: MediaRef, final: bool) -> AudioChunk:
+def _event(chunk: Chunk, media: MediaRef, final: bool, next_lead_in: float = 0.0) -> AudioChunk:
     return AudioChunk(
         media_id=media.media_id,
         seq=chunk.seq,
@@ -50,6 +50,8 @@ def _event(chunk: Chunk, media: MediaRef, final: bool) -> AudioChunk:
         language=media.language,
         run=media.run,
         audio=chunk.audio,
+        lead_in=chunk.lead_in,
+        next_lead_in=next_lead_in,
     )
 
 

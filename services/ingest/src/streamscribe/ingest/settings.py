@@ -49,13 +49,22 @@ class IngestSection(ServiceSection):
     )
     socket_timeout_seconds: float = Field(30, gt=0, description="Network read timeout.")
     chunk_min_seconds: float = Field(
-        26,
+        24,
         gt=1,
-        description="Shortest chunk (the last may be shorter). Whisper decodes 30 s windows, so "
-        "chunks near 30 s waste the least compute; the cut lands at the quietest point between.",
+        description="Shortest chunk audio, lead-in included (the last may be shorter). Whisper "
+        "decodes 30 s windows, so chunks near 30 s waste the least compute; the cut lands in the "
+        "longest pause between the two limits.",
     )
     chunk_max_seconds: float = Field(
-        30, gt=1, le=120, description="Longest chunk; cuts at silences."
+        30, gt=1, le=120, description="Longest chunk audio, lead-in included; cuts at pauses."
+    )
+    overlap_seconds: float = Field(
+        3,
+        ge=0,
+        le=10,
+        description="Audio of the chunk before that a chunk begins with when its cut is not in "
+        "a clear pause (0.3 s of silence), so that no word is cut in two; each word is kept "
+        "once, by the chunk whose own span holds its middle. 0 turns it off.",
     )
     captions: CaptionsMode = Field(
         CaptionsMode.PREFER,
@@ -81,6 +90,8 @@ class IngestSection(ServiceSection):
     def _chunk_bounds(self) -> IngestSection:
         if self.chunk_min_seconds >= self.chunk_max_seconds:
             raise ValueError("chunk_min_seconds must be below chunk_max_seconds")
+        if self.overlap_seconds >= self.chunk_min_seconds:
+            raise ValueError("overlap_seconds must be below chunk_min_seconds")
         return self
 
 

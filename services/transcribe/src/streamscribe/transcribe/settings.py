@@ -41,9 +41,26 @@ class TranscribeSection(ServiceSection):
         "`unsupported_language` for an event's.",
     )
     vad_filter: bool = Field(
-        False,
-        description="Skip silence with Silero VAD before decoding; chunks then go through "
-        "faster-whisper's own window seeking instead of one decode per window, which is slower.",
+        True,
+        description="Find the speech with Silero VAD (bundled with faster-whisper) before "
+        "decoding: a chunk of silence or music is never decoded (no hallucinated text), and "
+        "long silences are cut out of the window.",
+    )
+    vad_min_silence_ms: int = Field(
+        2000,
+        ge=100,
+        le=10_000,
+        description="Shortest silence `vad_filter` cuts out, in milliseconds; shorter pauses "
+        "stay in the audio, as context.",
+    )
+    batch_size: int = Field(
+        1,
+        ge=1,
+        le=32,
+        description="Chunks a worker takes from its subscription at once and decodes as one "
+        "batch (one encoder call, one beam search); lowered at start to what fits under the "
+        "memory ceiling. Offsets are committed once the whole batch has its outcomes, so a "
+        "crash redelivers it. 1: one chunk at a time.",
     )
     max_chunk_seconds: int = Field(
         120,

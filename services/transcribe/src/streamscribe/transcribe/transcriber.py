@@ -7,8 +7,15 @@ left: about half the chunks paid a second window that way. Here the window is de
 without timestamp tokens, with the same temperature fallback and no-speech rule, and the
 segment times come from aligning the words to the same encoder output (the cross-attention
 alignment faster-whisper uses for word timestamps), cut into sentences at their punctuation.
-Longer chunks, `vad_filter`, and windows whose text comes out unpunctuated go through
-`transcribe`.
+Longer chunks and windows whose text comes out unpunctuated go through `transcribe`.
+
+With `vad_filter`, Silero VAD (bundled with faster-whisper) finds the speech first: a chunk of
+silence or music never reaches the decoder (which would hallucinate text into it), and long
+silences are cut out of the window; word times are mapped back to the chunk's.
+
+A chunk may begin with a lead-in, the end of the chunk before (context for its first words).
+The caller passes the span whose words the chunk keeps (`Keep`): each word is kept by the one
+chunk whose span holds the middle of the word, and segments are rebuilt from the kept words.
 """
 
 from __future__ import annotations
@@ -19,16 +26,27 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import ctranslate2
 import numpy as np
 from faster_whisper import WhisperModel
 from faster_whisper.audio import pad_or_trim
 from faster_whisper.tokenizer import Tokenizer
-from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens
+from faster_whisper.transcribe import (
+    TranscriptionOptions,
+    get_compression_ratio,
+    get_suppressed_tokens,
+)
+from faster_whisper.vad import (
+    SpeechTimestampsMap,
+    VadOptions,
+    get_speech_timestamps,
+    get_vad_model,
+)
 
 from streamscribe.common import models as common_models
 from streamscribe.common.audio import SAMPLE_RATE
 from streamscribe.common.errors import ConfigError, MediaError
-from streamscribe.common.events import Reason, Segment, Word
+from streamscribe.common.events import AudioChunk, Reason, Segment, Word
 from streamscribe.transcribe import multilingual
 from streamscribe.transcribe.int8_model import ensure_int8
 from streamscribe.transcribe.settings import TranscribeSection
@@ -39,6 +57,10 @@ WINDOW_SLACK_SAMPLES = SAMPLE_RATE // 10
 SENTENCE_ENDS = (".", "?", "!", "。")
 # A sentence running longer is cut, so that a search hit lands near its words.
 MAX_SEGMENT_SECONDS = 12.0
+# Audio left after the last word heard that is decoded again when it holds sound: longer than
+# the pause a cut leaves at a chunk's end (VAD's 0.4 s pad, a pause of up to 1 s).
+TAIL_SECONDS = 1.5
+LOUDNESS_SHARE = 0.1
 # On CPU both mean int8 weights and float32 the rest: what the int8 copy holds.
 INT8_COMPUTE_TYPES = ("int8", "int8_float32")
 
@@ -47,6 +69,29 @@ INT8_COMPUTE_TYPES = ("int8", "int8_float32")
 class Transcription:
     language: str
     segments: list[Segment]
+
+
+@dataclass(frozen=True)
+class Keep:
+    """The span (absolute seconds) whose words a chunk keeps; None: unbounded."""
+
+    start: float | None = None
+    end: float | None = None
+
+    def holds(self, start: float, end: float) -> bool:
+        middle = (start + end) / 2
+        return (self.start is None or middle >= self.start) and (
+            self.end is None or middle < self.end
+        )
+
+
+def kept_span(chunk: AudioChunk) -> Keep:
+    """The words a chunk keeps: those whose middle lies in its own span. Its lead-in is context
+    only: the chunk before heard those words with the pause the cut was put in after them, and
+    keeps them; the next chunk, which hears this one's end again, keeps its own."""
+    start = chunk.start if chunk.lead_in else None
+    end = chunk.end if chunk.next_lead_in and not chunk.final else None
+    return Keep(start, end)
 
 
 def resolve_model(section: TranscribeSection, data_dir: Path | None = None) -> str:
@@ -95,6 +140,8 @@ class Transcriber:
             asked = f"STREAMSCRIBE_TRANSCRIBE__LANGUAGE={section.language}"
             raise ConfigError(_english_only(section, asked))
         self.options = self._options()
+        if section.vad_filter:
+            get_vad_model()  # loaded now (about 40 MB), so that the memory budget counts it
 
     def check_language(self, language: str | None) -> str | None:
         """The language to decode in (None: detect it). An English-only model refuses another
@@ -107,25 +154,77 @@ class Transcriber:
             raise MediaError(Reason.UNSUPPORTED_LANGUAGE, _english_only(self.section, asked))
         return "en"
 
-    def transcribe(self, audio: np.ndarray, offset: float, language: str | None) -> Transcription:
-        """Transcribe one chunk; segment times come back absolute in the media."""
+    def transcribe_chunk(self, chunk: AudioChunk, audio: np.ndarray) -> Transcription:
+        """The chunk's words (its lead-in heard as context), times absolute in the media."""
+        offset = max(chunk.start - chunk.lead_in, 0.0)
+        return self.transcribe(audio, offset, chunk.language, kept_span(chunk))
+
+    def transcribe(
+        self, audio: np.ndarray, offset: float, language: str | None, keep: Keep | None = None
+    ) -> Transcription:
+        """Transcribe one chunk whose audio starts `offset` seconds into the media; segment times
+        come back absolute, with only the words inside `keep`."""
         language = self.check_language(language)
-        if self.section.vad_filter or audio.size > WINDOW_SAMPLES + WINDOW_SLACK_SAMPLES:
+        heard = self._heard(audio, offset)
+        if heard.silent and language is not None:
+            return Transcription(language=language, segments=[])
+        result = self._transcribe_audio(heard.audio, heard.offset, language)
+        return heard.restore(result, keep)
+
+    def transcribe_chunks(self, chunks: list[tuple[AudioChunk, np.ndarray]]) -> list[Transcription]:
+        """Transcribe several chunks, each as `transcribe_chunk` would: the one-window chunks of a
+        known language are encoded and decoded as one batch (one encoder call, one beam search
+        over all of them); a window that needs faster-whisper's temperature fallback, and any
+        other chunk, takes the one-chunk path. Results are in the order of `chunks`."""
+        results: list[Transcription | None] = [None] * len(chunks)
+        batch: list[tuple[int, str, _Heard]] = []
+        for index, (chunk, audio) in enumerate(chunks):
+            language = self.check_language(chunk.language)
+            heard = self._heard(audio, max(chunk.start - chunk.lead_in, 0.0))
+            if heard.silent and language is not None:
+                results[index] = Transcription(language=language, segments=[])
+            elif language is not None and heard.audio.size <= WINDOW_SAMPLES + WINDOW_SLACK_SAMPLES:
+                batch.append((index, language, heard))
+        decoded = self._decode_windows([(lang, heard) for _, lang, heard in batch])
+        for (index, _, heard), result in zip(batch, decoded, strict=True):
+            if result is not None:
+                results[index] = heard.restore(result, kept_span(chunks[index][0]))
+        return [
+            result if result is not None else self.transcribe_chunk(*chunks[index])
+            for index, result in enumerate(results)
+        ]
+
+    def _heard(self, audio: np.ndarray, offset: float) -> _Heard:
+        """The audio the decoder gets: the speech Silero VAD finds, with the map back."""
+        speech = self._speech(audio)
+        if not speech:
+            return _Heard(audio, offset, speech == [], None, offset)
+        pieces = np.concatenate([audio[piece["start"] : piece["end"]] for piece in speech])
+        return _Heard(pieces, 0.0, False, SpeechTimestampsMap(speech, SAMPLE_RATE), offset)
+
+    def _speech(self, audio: np.ndarray) -> list[dict[str, int]] | None:
+        """Where Silero VAD hears speech (sample ranges), or None without `vad_filter`."""
+        if not self.section.vad_filter:
+            return None
+        options = VadOptions(min_silence_duration_ms=self.section.vad_min_silence_ms)
+        return list(get_speech_timestamps(audio, options, sampling_rate=SAMPLE_RATE))
+
+    def _transcribe_audio(
+        self, audio: np.ndarray, offset: float, language: str | None
+    ) -> Transcription:
+        if audio.size > WINDOW_SAMPLES + WINDOW_SLACK_SAMPLES:
             return self._transcribe_windows(audio, offset, language)
         return self._transcribe_window(audio[:WINDOW_SAMPLES], offset, language)
 
     def _transcribe_window(
-        self, audio: np.ndarray, offset: float, language: str | None
+        self, audio: np.ndarray, offset: float, language: str | None, seek: bool = True
     ) -> Transcription:
         model = self.model
-        features = model.feature_extractor(audio)
-        frames = min(features.shape[-1] - 1, model.feature_extractor.nb_max_frames)
-        encoded = model.encode(pad_or_trim(features[:, :frames]))
+        features, frames = _window_features(model, audio)
+        encoded = model.encode(features)
         if language is None:
             language = model.model.detect_language(encoded)[0][0][0][2:-2]  # "<|de|>" -> "de"
-        tokenizer = Tokenizer(
-            model.hf_tokenizer, self.multilingual, task="transcribe", language=language
-        )
+        tokenizer = self._tokenizer(language)
         prompt = model.get_prompt(tokenizer, [], without_timestamps=True)
         result, avg_logprob, _, _ = model.generate_with_fallback(
             encoded, prompt, tokenizer, self.options
@@ -134,23 +233,80 @@ class Transcriber:
             return Transcription(language=language, segments=[])
         tokens = [token for token in result.sequences_ids[0] if token < tokenizer.eot]
         words = model.find_alignment(tokenizer, [tokens], encoded, frames)[0] if tokens else []
+        return self._from_words(words, audio, offset, language, seek)
+
+    def _from_words(
+        self,
+        words: list[dict[str, Any]],
+        audio: np.ndarray,
+        offset: float,
+        language: str,
+        seek: bool = True,
+    ) -> Transcription:
         if not _has_sentences(words):
             # unpunctuated output (whisper sometimes drops into that style): only timestamp
             # tokens can say where its sentences start
             return self._transcribe_windows(audio, offset, language)
-        return Transcription(language=language, segments=list(_sentences(words, offset)))
+        segments = list(_sentences(words, offset))
+        heard_until = _heard_until(words)
+        rest = audio[int(heard_until * SAMPLE_RATE) :]
+        if seek and words and _unheard_sound(rest, audio):
+            # the decoder stopped before the audio's end (one run in a few lost a chunk's last
+            # sentence so): decode the rest once, as faster-whisper's seeking would
+            tail = self._transcribe_window(rest, offset + heard_until, language, seek=False)
+            segments += tail.segments
+        return Transcription(language=language, segments=segments)
+
+    def _tokenizer(self, language: str) -> Tokenizer:
+        return Tokenizer(
+            self.model.hf_tokenizer, self.multilingual, task="transcribe", language=language
+        )
+
+    def _decode_windows(self, windows: list[tuple[str, _Heard]]) -> list[Transcription | None]:
+        """One-window audios decoded as one batch at the first temperature, as faster-whisper's
+        BatchedInferencePipeline does; None for a window whose result `generate_with_fallback`
+        would not accept (too repetitive or unsure, and not silence): it takes the one-chunk
+        path, with the fallback temperatures."""
+        if not windows:
+            return []
+        model = self.model
+        prepared = [_window_features(model, heard.audio[:WINDOW_SAMPLES]) for _, heard in windows]
+        encoded = model.encode(np.stack([features for features, _ in prepared]))
+        tokenizers = [self._tokenizer(language) for language, _ in windows]
+        prompts = [model.get_prompt(t, [], without_timestamps=True) for t in tokenizers]
+        options = self.options
+        generated = model.model.generate(
+            encoded, prompts, beam_size=options.beam_size, patience=options.patience,
+            length_penalty=options.length_penalty, repetition_penalty=options.repetition_penalty,
+            no_repeat_ngram_size=options.no_repeat_ngram_size, max_length=model.max_length,
+            return_scores=True, return_no_speech_prob=True,
+            suppress_blank=options.suppress_blank, suppress_tokens=options.suppress_tokens,
+        )  # fmt: skip
+        accepted = [
+            _accepted(result, tokenizer, options)
+            for result, tokenizer in zip(generated, tokenizers, strict=True)
+        ]
+        aligned = _aligned(model, encoded, tokenizers, accepted, [f for _, f in prepared])
+        results: list[Transcription | None] = []
+        for (language, heard), tokens, words in zip(windows, accepted, aligned, strict=True):
+            if tokens is None:
+                results.append(None)
+            else:
+                audio = heard.audio[:WINDOW_SAMPLES]
+                results.append(self._from_words(words, audio, heard.offset, language))
+        return results
 
     def _transcribe_windows(
         self, audio: np.ndarray, offset: float, language: str | None
     ) -> Transcription:
-        """faster-whisper's own seeking: for chunks longer than a window, with `vad_filter`, and
-        for windows whose text came out unpunctuated."""
+        """faster-whisper's own seeking: for chunks longer than a window, and for windows whose
+        text came out unpunctuated."""
         segments, info = self.model.transcribe(
             audio,
             language=language,
             beam_size=self.section.beam_size,
             best_of=self.section.best_of,
-            vad_filter=self.section.vad_filter,
+            vad_filter=False,  # done before, in `transcribe`
             condition_on_previous_text=False,  # chunks are independent; avoids repetition loops
             word_timestamps=True,
         )
@@ -184,6 +340,81 @@ class Transcriber:
         )
 
 
+@dataclass(frozen=True)
+class _Heard:
+    """A chunk's audio as the decoder gets it (the speech only, with VAD), times from `offset`,
+    and how to put the words back at the chunk's times."""
+
+    audio: np.ndarray
+    offset: float
+    silent: bool  # VAD heard no speech at all
+    speech: SpeechTimestampsMap | None
+    chunk_offset: float
+
+    def restore(self, result: Transcription, keep: Keep | None) -> Transcription:
+        segments = result.segments
+        if self.speech is not None:
+            segments = _restored(segments, self.speech, self.chunk_offset)
+        if keep is not None:
+            segments = _kept(segments, keep)
+        return Transcription(language=result.language, segments=segments)
+
+
+def _window_features(model: WhisperModel, audio: np.ndarray) -> tuple[np.ndarray, int]:
+    """The log-mel features of one window, padded to 30 s, and how many frames are audio."""
+    features = model.feature_extractor(audio)
+    frames = min(features.shape[-1] - 1, model.feature_extractor.nb_max_frames)
+    return pad_or_trim(features[:, :frames]), frames
+
+
+def _accepted(result: Any, tokenizer: Tokenizer, options: TranscriptionOptions) -> list[int] | None:
+    """The text tokens of a first-temperature result, [] for silence, or None when faster-whisper
+    would fall back to a higher temperature (too repetitive, or too unsure and not silence)."""
+    tokens: list[int] = result.sequences_ids[0]
+    avg_logprob = result.scores[0] * (len(tokens) ** options.length_penalty) / (len(tokens) + 1)
+    if _is_silence(result.no_speech_prob, avg_logprob, options):
+        return []
+    ratio = get_compression_ratio(tokenizer.decode(tokens).strip())
+    threshold = options.compression_ratio_threshold
+    if threshold is not None and ratio > threshold:
+        return None
+    if options.log_prob_threshold is not None and avg_logprob < options.log_prob_threshold:
+        return None
+    return [token for token in tokens if token < tokenizer.eot]
+
+
+def _aligned(
+    model: WhisperModel,
+    encoded: Any,
+    tokenizers: list[Tokenizer],
+    accepted: list[list[int] | None],
+    frames: list[int],
+) -> list[list[dict[str, Any]]]:
+    """Word times of each accepted window, aligned to its own encoder output: one alignment
+    call per start sequence (language) in the batch."""
+    aligned: list[list[dict[str, Any]]] = [[] for _ in accepted]
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, tokens in enumerate(accepted):
+        if tokens:
+            groups.setdefault(tuple(tokenizers[i].sot_sequence), []).append(i)
+    features = None
+    for members in groups.values():
+        subset = encoded
+        if len(members) < len(accepted):
+            features = np.asarray(encoded) if features is None else features
+            subset = ctranslate2.StorageView.from_array(np.ascontiguousarray(features[members]))
+        texts = [accepted[i] or [] for i in members]
+        found = model.find_alignment(
+            tokenizers[members[0]],
+            texts,
+            subset,
+            [frames[i] for i in members],
+        )
+        for i, words in zip(members, found, strict=True):
+            aligned[i] = words
+    return aligned
+
+
 def _english_only(section: TranscribeSection, asked: str) -> str:
     return (
         f"{asked} cannot be transcribed: the model {section.model!r} knows English only. Set "
@@ -202,6 +433,35 @@ def _transcribe_defaults() -> dict[str, Any]:
 
 
 _DEFAULTS = _transcribe_defaults()
+
+
+def _heard_until(words: list[dict[str, Any]]) -> float:
+    """Where the last word heard ends. The alignment gives the last token whatever audio is
+    left, so a closing mark (".") that the decoder wrote early spans the unheard speech: its
+    start is where the words end."""
+    if not words:
+        return 0.0
+    last = words[-1]
+    spelled = str(last["word"]).strip()
+    closing = bool(spelled) and not any(ch.isalnum() for ch in spelled)
+    return float(last["start"] if closing else last["end"])
+
+
+def _unheard_sound(rest: np.ndarray, audio: np.ndarray) -> bool:
+    """Whether audio left after the last word heard holds sound: longer than `TAIL_SECONDS`,
+    with a frame at least a tenth as loud as the chunk's loud frames (not a pause, not
+    silence: decoding those costs a window and invites hallucinated text)."""
+    if len(rest) < TAIL_SECONDS * SAMPLE_RATE:
+        return False
+    loud = float(np.percentile(_frame_rms(audio), 90))
+    return bool(_frame_rms(rest).max(initial=0.0) > LOUDNESS_SHARE * loud > 0)
+
+
+def _frame_rms(audio: np.ndarray) -> np.ndarray:
+    """RMS of each 0.1 s frame."""
+    frame = SAMPLE_RATE // 10
+    whole = audio[: len(audio) // frame * frame].astype(np.float32)
+    return np.asarray(np.sqrt(np.mean(whole.reshape(-1, frame) ** 2, axis=1)))
 
 
 def _is_silence(no_speech_prob: float, avg_logprob: float, options: TranscriptionOptions) -> bool:
@@ -267,6 +527,50 @@ def _joined(words: list[dict[str, Any]]) -> list[tuple[float, float, str, float]
         elif spelled:
             joined.append((float(word["start"]), float(word["end"]), spelled, probability))
     return joined
+
+
+def _restored(segments: list[Segment], speech: SpeechTimestampsMap, offset: float) -> list[Segment]:
+    """Segments of the speech-only audio (times from 0) with the times of the chunk's audio,
+    absolute: each word moves by the silence cut out before the piece holding its middle."""
+    restored = []
+    for segment in segments:
+        words = []
+        for word in segment.words or []:
+            piece = speech.get_chunk_index((word.start + word.end) / 2)
+            start = offset + speech.get_original_time(word.start, piece)
+            end = max(offset + speech.get_original_time(word.end, piece), start)
+            words.append(word.model_copy(update={"start": _ms(start), "end": _ms(end)}))
+        if words:
+            restored.append(_rebuilt(segment.text, words))
+        else:
+            start = offset + speech.get_original_time(segment.start)
+            end = max(offset + speech.get_original_time(segment.end, is_end=True), start)
+            restored.append(segment.model_copy(update={"start": _ms(start), "end": _ms(end)}))
+    return restored
+
+
+def _kept(segments: list[Segment], keep: Keep) -> list[Segment]:
+    """The segments with only the words inside `keep`; a segment losing some is rebuilt from
+    the rest, one losing all is dropped."""
+    kept = []
+    for segment in segments:
+        if not segment.words:
+            if keep.holds(segment.start, segment.end):
+                kept.append(segment)
+            continue
+        words = [word for word in segment.words if keep.holds(word.start, word.end)]
+        if len(words) == len(segment.words):
+            kept.append(segment)
+        elif words:
+            kept.append(_rebuilt(" ".join(word.word for word in words), words))
+    return kept
+
+
+def _rebuilt(text: str, words: list[Word]) -> Segment:
+    """A segment spanning its words."""
+    start = words[0].start
+    end = max(max(word.end for word in words), start)
+    return Segment(start=start, end=end, text=text.strip(), words=words)
 
 
 def _ms(seconds: float) -> float:

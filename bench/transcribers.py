@@ -1,0 +1,118 @@
+"""`make bench-transcribe` (`python -m bench.transcribers [--minutes 3]`): this pipeline's
+transcriber (batch 1, 4 and 8) beside faster-whisper's `transcribe(path)` and
+`BatchedInferencePipeline` (batch 8), on the same file and threads, in one run: audio seconds
+per second, peak RSS, WER against the known text. `make bench` runs it too, on its 10-minute length.
+
+The file is held-out style speech: paragraphs that open with an ordinal ("First,", "Second,"
+...) after a pause, the sentences of the test suite in turn, as long as asked. Each system runs
+in its own process (`bench.baselines`), so its peak RSS is its own; the pipeline's chunks are cut
+before its clock starts (ingest's work, another process in the pipeline). Replaces its own
+section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import jiwer
+from tests.integration.speech import SENTENCES, make_speech, words
+
+from bench.peaks import run_measured
+from bench.report import write_section
+
+OUT = Path("bench/out")
+THREADS = 2
+HEADING = "## Transcribers on one file"
+ORDINALS = [
+    "First", "Second", "Third", "Fourth", "Fifth",
+    "Sixth", "Seventh", "Eighth", "Ninth", "Tenth",
+]  # fmt: skip
+# about 5.6 s of espeak speech and pause per paragraph
+PARAGRAPH_SECONDS = 5.6
+# (name, bench.baselines arguments after MEDIA THREADS)
+SYSTEMS = [
+    ("this pipeline's transcriber, batch 1", ["ours", "1"]),
+    ("this pipeline's transcriber, batch 4", ["ours", "4"]),
+    ("this pipeline's transcriber, batch 8", ["ours", "8"]),
+    ("`transcribe(path)`", ["whisper"]),
+    ("`BatchedInferencePipeline`, batch 8", ["batched"]),
+]
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    audio_per_s: float
+    peak_bytes: int
+    wer: float
+
+
+def held_out_speech(minutes: float, out: Path) -> tuple[Path, str]:
+    """Ordinal paragraphs of about `minutes` (cached), and their text."""
+    count = max(1, round(minutes * 60 / PARAGRAPH_SECONDS))
+    paragraphs = [
+        f"{ORDINALS[i % 10]}, {SENTENCES[i % len(SENTENCES)].lower()}" for i in range(count)
+    ]
+    name = f"held-out-{count}"
+    path = out / f"{name}.wav"
+    if not path.exists():
+        make_speech(out, paragraphs, name)
+    return path, " ".join(paragraphs)
+
+
+def compare(media: Path, text: str, threads: int = THREADS) -> list[Result]:
+    env = {**os.environ, "STREAMSCRIBE_DATA_DIR": str(OUT / "data")}
+    truth = words(text)
+    results = []
+    for name, (kind, *extra) in SYSTEMS:
+        command = [sys.executable, "-m", "bench.baselines", kind, str(media), str(threads), *extra]
+        measured = run_measured(command, env=env)
+        if measured.returncode != 0:
+            raise RuntimeError(f"{name} failed with exit code {measured.returncode}")
+        out = json.loads(measured.stdout.strip().splitlines()[-1])
+        wer = jiwer.wer(truth, words(str(out["text"])))
+        speed = float(out["audio_seconds"]) / float(out["seconds"])
+        results.append(Result(name, speed, measured.peak_bytes, wer))
+    return results
+
+
+def render(results: list[Result], minutes: float, command: str) -> str:
+    lines = [
+        HEADING,
+        "",
+        f"Made by `{command}`: {minutes:g} minutes of held-out style speech (ordinal paragraphs "
+        f"after pauses), tiny.en int8, {THREADS} threads, beam 5, each system in its own process."
+        " Audio seconds per second of transcription (this pipeline's chunks cut before the "
+        "clock), peak RSS in MB, WER against the known text.",
+        "",
+        "| system | audio s per s | peak RSS | WER |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r.name} | {r.audio_per_s:.1f} | {r.peak_bytes / 1e6:.0f} | {r.wer:.3f} |"
+        for r in results
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--minutes", type=float, default=3.0)
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    media, text = held_out_speech(args.minutes, OUT)
+    results = compare(media, text)
+    command = f"make bench-transcribe MINUTES={args.minutes:g}"
+    section = render(results, args.minutes, command)
+    write_section(args.out, HEADING, section)
+    print(section)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Batched decoding is at least once: a transcribe worker killed with SIGKILL while it decodes a
+batch of N chunks commits none of them, and a restarted worker transcribes them again; in the
+end the ledger holds every chunk of the media once, and the media is indexed."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import apsw
+
+from tests.integration.conftest import STREAMSCRIBE, free_port, read_topic, wait_for
+from tests.integration.speech import SENTENCES, make_speech
+from tests.integration.test_crash_safety import _committed, _env, _metric, _ready
+
+BATCH = 4
+
+
+def _ledger(data_dir: Path) -> tuple[list[int], str | None]:
+    """The seqs of the chunks the ledger stored, and the media's state."""
+    path = data_dir / "streamscribe.db"
+    if not path.exists():
+        return [], None
+    connection = apsw.Connection(str(path))
+    connection.setbusytimeout(30_000)  # the embed worker writes it meanwhile
+    try:
+        seqs = [row[0] for row in connection.execute("SELECT seq FROM chunks")]
+        states = [row[0] for row in connection.execute("SELECT state FROM media")]
+    except (apsw.SQLError, apsw.BusyError):  # not created yet, or its journal mode switching
+        return [], None
+    finally:
+        connection.close()
+    return sorted(seqs), states[0] if states else None
+
+
+def test_kill_9_mid_batch_transcribes_every_chunk_once_in_the_end(
+    kafka: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = _env(
+        kafka, tmp_path,
+        STREAMSCRIBE_TOPICS__PARTITIONS="1",  # one poll takes the whole batch
+        STREAMSCRIBE_TRANSCRIBE__HTTP_PORT=str(port),
+        STREAMSCRIBE_TRANSCRIBE__BATCH_SIZE=str(BATCH),
+        STREAMSCRIBE_EMBED__HTTP_PORT=str(free_port()),
+        STREAMSCRIBE_INGEST__CHUNK_MIN_SECONDS="8",
+        STREAMSCRIBE_INGEST__CHUNK_MAX_SECONDS="12",
+    )  # fmt: skip
+    speech = make_speech(tmp_path, SENTENCES[:12], "batch")
+    audio_topic = env["STREAMSCRIBE_TOPICS__PREFIX"] + "media.audio"
+    embed = subprocess.Popen([STREAMSCRIBE, "worker", "embed"], env=env)
+    try:
+        submitted = subprocess.run(
+            [STREAMSCRIBE, "submit", str(speech.path)], env=env, capture_output=True, text=True
+        )
+        assert submitted.returncode == 0, submitted.stderr
+        total = len(read_topic(kafka, audio_topic))
+        assert total >= BATCH + 1
+        with subprocess.Popen([STREAMSCRIBE, "worker", "transcribe"], env=env) as worker:
+            try:
+                wait_for(lambda: _ready(port), 120, "the transcribe worker")
+                in_flight = "streamscribe_messages_in_flight"
+                wait_for(lambda: _metric(port, in_flight) >= BATCH, 120, "a whole batch in hand")
+                worker.send_signal(signal.SIGKILL)
+                assert worker.wait(30) == -signal.SIGKILL
+            finally:
+                worker.kill()
+        assert _committed(kafka, "streamscribe-transcribe", audio_topic) == 0
+        with subprocess.Popen([STREAMSCRIBE, "worker", "transcribe"], env=env) as worker:
+            try:
+                wait_for(lambda: _ledger(tmp_path)[1] == "indexed", 300, "the media indexed")
+            finally:
+                worker.terminate()
+                worker.wait(45)
+    finally:
+        embed.terminate()
+        embed.wait(45)
+    seqs, _ = _ledger(tmp_path)
+    assert seqs == list(range(total))  # every chunk, once
+    transcripts = read_topic(kafka, env["STREAMSCRIBE_TOPICS__PREFIX"] + "media.transcript")
+    published = Counter(json.loads(record.value)["seq"] for record in transcripts)
+    assert set(published) == set(range(total))
