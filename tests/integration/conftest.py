@@ -50,6 +50,20 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: flo
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+async def eventually(
+    predicate: Callable[[], object], timeout: float, what: str, every: float = 0.05
+) -> None:
+    """`wait_for` for a test on the event loop: awaits between checks, so the test's own
+    consumers keep running. Raises AssertionError, not pytest's failure (a BaseException): it
+    may run inside a FastStream handler, which must see an ordinary error."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                await asyncio.sleep(every)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}") from None
+
+
 def read_topic(kafka: str, topic: str) -> list[Any]:
     """Every record of a topic, now."""
     return asyncio.run(_read_async(kafka, topic))

@@ -11,10 +11,13 @@ from collections import Counter
 from pathlib import Path
 
 import apsw
+import pytest
 
 from tests.integration.conftest import STREAMSCRIBE, free_port, read_topic, wait_for
 from tests.integration.speech import SENTENCES, make_speech
 from tests.integration.test_crash_safety import _committed, _env, _metric, _ready
+
+pytestmark = pytest.mark.integration
 
 BATCH = 4
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import apsw
 import jiwer
 import psutil
+import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streamscribe.embed.store.ledger import Ledger
@@ -34,6 +35,8 @@ from tests.integration.conftest import (
     read_topic as _read,
 )
 from tests.integration.speech import SENTENCES, Speech, make_speech, words
+
+pytestmark = pytest.mark.integration
 
 
 def _env(kafka: str, data_dir: Path, **extra: str) -> dict[str, str]:
