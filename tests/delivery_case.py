@@ -57,6 +57,8 @@ class Harness:
         self.settings = settings
         self.handled: list[MediaRequested] = []
         self.messages: list[KafkaMessage] = []
+        # per attempt, how many records each outcome topic held when its message was acked
+        self.at_ack: dict[str, dict[str, int]] = {}
 
     @property
     def topic(self) -> str:
@@ -66,13 +68,37 @@ class Harness:
         # one key, one partition: the stage handles them in the order published
         await self.broker.publish(body, self.topic, key=b"same")
 
+    @property
+    def outcome_topics(self) -> dict[str, str]:
+        topic = self.topic
+        return {
+            "failed": self.settings.topics.failed,
+            "retry": f"{topic}.retry",
+            "dlq": f"{topic}.dlq",
+        }
+
     async def work(self, event: MediaRequested, message: KafkaMessage) -> None:
         self.messages.append(message)
+        self._count_outcomes_at_ack(message)
         if "permanent" in event.url:
             raise MediaError(Reason.NOT_FOUND, "gone")
         if "flaky" in event.url:
             raise TransientError("HTTP Error 503")
         self.handled.append(event)
+
+    def _count_outcomes_at_ack(self, message: KafkaMessage) -> None:
+        """Wrap the message's ack (the delivery policy's commit): an outcome published before
+        the commit is on its topic by then, on either broker."""
+        ack = message.ack
+        attempt = message.headers.get(ATTEMPT, "1")
+
+        async def counting_ack() -> None:
+            topics = self.outcome_topics.items()
+            counts = {name: len(await self.watch.records(topic, 0)) for name, topic in topics}
+            self.at_ack[attempt] = counts
+            await ack()
+
+        message.ack = counting_ack  # type: ignore[method-assign]
 
     def acked(self, count: int) -> bool:
         """The handler saw `count` messages and each is committed (after its outcome)."""
@@ -134,7 +160,8 @@ class DeliveryTestcase(ABC):
         [event] = harness.handled
         assert isinstance(event, MediaRequested)
         assert event.url == "http://ok"
-        for topic in self._outcome_topics(harness):
+        assert harness.at_ack == {"1": {"failed": 0, "retry": 0, "dlq": 0}}
+        for topic in harness.outcome_topics.values():
             assert await harness.watch.records(topic, 0) == [], topic
 
     async def test_a_request_without_a_run_gets_its_records_and_keeps_one_it_names(
@@ -173,7 +200,8 @@ class DeliveryTestcase(ABC):
     ) -> None:
         await harness.publish(b'{"url": "http://permanent", "media_id": "m1"}')
         await self.until(lambda: harness.acked(1), "the failing event acked")
-        # acked only after its outcome: the outcome is on the topic already
+        # acked only after its outcome: the outcome was on its topic before the commit
+        assert harness.at_ack == {"1": {"failed": 1, "retry": 0, "dlq": 0}}
         [failed] = await harness.watch.records(harness.settings.topics.failed, 0)
         body = json.loads(failed.body)
         assert (body["media_id"], body["reason"], body["stage"]) == ("m1", "not_found", STAGE_NAME)
@@ -185,6 +213,10 @@ class DeliveryTestcase(ABC):
         # the releaser put each retry back on the topic: the handler saw every attempt
         attempts = [message.headers.get(ATTEMPT, "1") for message in harness.messages]
         assert attempts == ["1", "2", "3"]
+        # each attempt acked after its outcome (in memory, the later attempts run inside the
+        # earlier ones' retry publish: counts at an ack can only be higher)
+        assert all(harness.at_ack[str(n)]["retry"] >= n for n in range(1, MAX_ATTEMPTS))
+        assert harness.at_ack[str(MAX_ATTEMPTS)]["dlq"] == 1
         retries = await harness.watch.records(f"{harness.topic}.retry", 0)
         assert [retry.headers[ATTEMPT] for retry in retries] == ["2", "3"]
         assert all(float(retry.headers[NOT_BEFORE]) > 0 for retry in retries)
@@ -193,8 +225,3 @@ class DeliveryTestcase(ABC):
         assert dead.headers[ATTEMPT] == str(MAX_ATTEMPTS)
         assert "HTTP Error 503" in dead.headers[ERROR]
         assert harness.handled == []
-
-    @staticmethod
-    def _outcome_topics(harness: Harness) -> list[str]:
-        topic = harness.topic
-        return [harness.settings.topics.failed, f"{topic}.retry", f"{topic}.dlq"]
