@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -62,6 +63,15 @@ async def eventually(
                 await asyncio.sleep(every)
     except TimeoutError:
         raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}") from None
+
+
+def ready(port: int, timeout: float = 5) -> bool:
+    """A worker's /readyz on `port` answers 200 (a predicate for `wait_for`)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=timeout) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
 
 
 def read_topic(kafka: str, topic: str) -> list[Any]:
