@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -48,6 +49,29 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: flo
             return result
         time.sleep(every)
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+async def eventually(
+    predicate: Callable[[], object], timeout: float, what: str, every: float = 0.05
+) -> None:
+    """`wait_for` for a test on the event loop: awaits between checks, so the test's own
+    consumers keep running. Raises AssertionError, not pytest's failure (a BaseException): it
+    may run inside a FastStream handler, which must see an ordinary error."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                await asyncio.sleep(every)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}") from None
+
+
+def ready(port: int, timeout: float = 5) -> bool:
+    """A worker's /readyz on `port` answers 200 (a predicate for `wait_for`)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=timeout) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
 
 
 def read_topic(kafka: str, topic: str) -> list[Any]:

@@ -11,10 +11,13 @@ from collections import Counter
 from pathlib import Path
 
 import apsw
+import pytest
 
-from tests.integration.conftest import STREAMSCRIBE, free_port, read_topic, wait_for
+from tests.integration.conftest import STREAMSCRIBE, free_port, read_topic, ready, wait_for
 from tests.integration.speech import SENTENCES, make_speech
-from tests.integration.test_crash_safety import _committed, _env, _metric, _ready
+from tests.integration.test_crash_safety import _committed, _env, _metric
+
+pytestmark = pytest.mark.integration
 
 BATCH = 4
 
@@ -61,7 +64,7 @@ def test_kill_9_mid_batch_transcribes_every_chunk_once_in_the_end(
         assert total >= BATCH + 1
         with subprocess.Popen([STREAMSCRIBE, "worker", "transcribe"], env=env) as worker:
             try:
-                wait_for(lambda: _ready(port), 120, "the transcribe worker")
+                wait_for(lambda: ready(port, 2), 120, "the transcribe worker")
                 in_flight = "streamscribe_messages_in_flight"
                 wait_for(lambda: _metric(port, in_flight) >= BATCH, 120, "a whole batch in hand")
                 worker.send_signal(signal.SIGKILL)

@@ -15,6 +15,8 @@ from streamscribe.transcribe.settings import TranscribeSection
 from streamscribe.transcribe.transcriber import Transcriber
 from tests.integration.speech import Speech
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def transcriber() -> Transcriber:

@@ -18,6 +18,7 @@ from pathlib import Path
 import apsw
 import jiwer
 import psutil
+import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streamscribe.embed.store.ledger import Ledger
@@ -27,6 +28,7 @@ from tests.integration.conftest import (
     MediaServer,
     Pipeline,
     free_port,
+    ready,
     start_pipeline,
     wait_for,
 )
@@ -34,6 +36,8 @@ from tests.integration.conftest import (
     read_topic as _read,
 )
 from tests.integration.speech import SENTENCES, Speech, make_speech, words
+
+pytestmark = pytest.mark.integration
 
 
 def _env(kafka: str, data_dir: Path, **extra: str) -> dict[str, str]:
@@ -54,14 +58,6 @@ def _metric(port: int, name: str) -> float:
             if line.startswith(name):
                 return float(line.rsplit(" ", 1)[1])
     return 0.0
-
-
-def _ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
 
 
 def _committed(kafka: str, group: str, topic: str) -> int:
@@ -95,7 +91,7 @@ def test_sigterm_mid_chunk_commits_that_chunk_once(kafka: str, tmp_path: Path) -
 def _sigterm_mid_chunk(
     worker: subprocess.Popen[bytes], env: dict[str, str], port: int, speech: Speech
 ) -> None:
-    wait_for(lambda: _ready(port), 120, "the transcribe worker")
+    wait_for(lambda: ready(port, 2), 120, "the transcribe worker")
     submitted = subprocess.run(
         [STREAMSCRIBE, "submit", str(speech.path)], env=env, capture_output=True, text=True
     )
@@ -121,7 +117,7 @@ def _check_nothing_redelivered(kafka: str, env: dict[str, str], port: int) -> No
     total = len(_read(kafka, f"{prefix}media.audio"))
     with subprocess.Popen([STREAMSCRIBE, "worker", "transcribe"], env=env) as worker:
         try:
-            wait_for(lambda: _ready(port), 120, "the restarted worker")
+            wait_for(lambda: ready(port, 2), 120, "the restarted worker")
             wait_for(
                 lambda: (
                     _metric(port, 'streamscribe_chunks_total{stage="transcribe"}')
@@ -167,7 +163,7 @@ def test_replaying_transcripts_from_the_earliest_offset_changes_nothing(
     }
     replayer = subprocess.Popen([STREAMSCRIBE, "worker", "embed"], env=env)
     try:
-        wait_for(lambda: _ready(port), 120, "the replaying embed worker")
+        wait_for(lambda: ready(port, 2), 120, "the replaying embed worker")
         wait_for(
             lambda: _metric(port, 'streamscribe_chunks_total{stage="embed"}') >= len(before[1]),
             180,

@@ -34,6 +34,8 @@ from streamscribe.transcribe.settings import TranscribeSection
 from streamscribe.transcribe.transcriber import Transcriber
 from tests.integration.speech import GAP_SECONDS, SENTENCES, Speech, make_speech, words
 
+pytestmark = pytest.mark.integration
+
 ORDINALS = [
     "First", "Second", "Third", "Fourth", "Fifth",
     "Sixth", "Seventh", "Eighth", "Ninth", "Tenth",

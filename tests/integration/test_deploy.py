@@ -28,6 +28,8 @@ from tests.conftest import require_tool
 from tests.integration import validators
 from tests.integration.conftest import Pipeline, free_port, wait_for
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).parents[2]
 DEPLOY = ROOT / "deploy"
 PROMETHEUS_YML = DEPLOY / "prometheus" / "prometheus.yml"

@@ -17,6 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.integration.conftest import MediaServer, Pipeline, wait_for
 from tests.integration.speech import Speech, words
 
+pytestmark = pytest.mark.integration
+
 MIDDLE = 20  # a sentence from the middle of the speech
 
 

@@ -29,6 +29,8 @@ from tests.hostile_servers import CANARY_SPELLINGS, SITE_HOST, Canary, Site
 from tests.integration.conftest import MediaServer, Pipeline, wait_for
 from tests.integration.speech import Speech
 
+pytestmark = pytest.mark.integration
+
 # Ingest's resident memory when the pipeline sets no ceiling: it loads no model.
 INGEST_BUDGET_BYTES = 512 * 2**20
 

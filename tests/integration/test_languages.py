@@ -19,6 +19,8 @@ from streamscribe.transcribe.transcriber import Transcriber
 from tests.conftest import require_tool
 from tests.integration.speech import Speech
 
+pytestmark = pytest.mark.integration
+
 GERMAN = (
     "Guten Morgen. Der Zug nach Hamburg hat heute leider zehn Minuten Verspätung, "
     "und die Fahrgäste warten auf dem kalten Bahnsteig."

@@ -7,9 +7,9 @@ from __future__ import annotations
 import asyncio
 import sys
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faststream.kafka.annotations import KafkaMessage
@@ -19,22 +19,16 @@ from prometheus_client import REGISTRY
 from streamscribe.common.kafka import make_broker
 from streamscribe.common.memory import EXIT_RECYCLE, Marks, MemoryGuard, rss
 from streamscribe.common.settings import KafkaSettings, MemorySettings
+from tests.integration.conftest import eventually
 from tests.integration.leaky_worker import touched
+
+pytestmark = pytest.mark.integration
 
 MiB = 2**20
 MESSAGES = 60
 HOG_AT = 10  # the message whose handler holds `HOG` bytes
 HOG = 256 * MiB
 ROOT = Path(__file__).resolve().parents[2]
-
-
-async def _eventually(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
 
 
 async def _create_topics(kafka: str, partitions: int, *names: str) -> None:
@@ -111,7 +105,7 @@ async def test_guard_pauses_and_resumes_without_loss_repeat_or_rebalance(kafka: 
         if value == HOG_AT:
             hog.append(touched(HOG))
             # hold the message in hand until the guard pauses, so the rest must wait for it
-            await _eventually(lambda: guard.paused, 10, "the pause")
+            await eventually(lambda: guard.paused, 10, "the pause")
         await message.ack()
         progress.set()
         if value == HOG_AT:
@@ -133,11 +127,11 @@ async def test_guard_pauses_and_resumes_without_loss_repeat_or_rebalance(kafka: 
                 pass
             count_while_paused = len(handled)
             hog.clear()
-            await _eventually(lambda: not guard.paused, 10, "the resume")
+            await eventually(lambda: not guard.paused, 10, "the resume")
             resumed_rss = rss()
             assert _paused_gauge() == 0
-            await _eventually(lambda: len(handled) == MESSAGES, 60, "every message")
-            await _eventually(lambda: _lag(topic) == 0, 10, "the lag to reach 0")
+            await eventually(lambda: len(handled) == MESSAGES, 60, "every message")
+            await eventually(lambda: _lag(topic) == 0, 10, "the lag to reach 0")
             assert subscriber.consumer.assignment() == assigned  # type: ignore[union-attr]
         finally:
             await guard.stop()

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streamscribe.transcribe.handlers import AUDIO_FETCH_BYTES, router
 from streamscribe.transcribe.settings import TranscribeSettings
+
+pytestmark = pytest.mark.integration
 
 
 def test_the_audio_subscriber_prefetches_little() -> None:

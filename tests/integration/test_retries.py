@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
 
+import pytest
 from faststream.kafka.annotations import KafkaMessage
 
 from streamscribe.cli.dlq import DeadLetter, list_dead_letters, replay_dead_letters
@@ -17,18 +17,12 @@ from streamscribe.common.errors import TransientError
 from streamscribe.common.events import MediaRequested
 from streamscribe.common.kafka import ensure_topics, make_broker
 from streamscribe.common.settings import CommonSettings, KafkaSettings, RetrySettings, TopicSettings
+from tests.integration.conftest import eventually
+
+pytestmark = pytest.mark.integration
 
 MAX_ATTEMPTS = 3
 BACKOFF = 0.5
-
-
-async def _eventually(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
 
 
 async def test_failing_message_is_retried_dead_lettered_and_replayed(kafka: str) -> None:
@@ -60,7 +54,7 @@ async def test_failing_message_is_retried_dead_lettered_and_replayed(kafka: str)
         for i in range(3):
             await broker.publish(f'{{"url": "http://e.com/ok{i}"}}'.encode(), topic, key=b"same")
 
-        await _eventually(lambda: len(done) == 3, 60, "the healthy messages")
+        await eventually(lambda: len(done) == 3, 60, "the healthy messages")
         letters: list[DeadLetter] = []
 
         async def dead_lettered() -> None:
@@ -81,6 +75,6 @@ async def test_failing_message_is_retried_dead_lettered_and_replayed(kafka: str)
 
         healed.set()
         assert await replay_dead_letters(settings, "media.requested") == 1
-        await _eventually(lambda: "http://e.com/poison" in done, 60, "the replayed message")
+        await eventually(lambda: "http://e.com/poison" in done, 60, "the replayed message")
         assert attempts[-1][0] == "1"  # a replay starts its attempts afresh
         assert await replay_dead_letters(settings, "media.requested") == 0

@@ -24,6 +24,7 @@ from tests.integration.conftest import (
     free_port,
     kill_tree,
     port_is_free,
+    ready,
     start_pipeline,
     wait_for,
 )
@@ -98,14 +99,6 @@ def _chunks_handled(port: int) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-def _ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
-
-
 def _share_one_media(
     box: Pipeline, ports: list[int], media_server: MediaServer, speech: Speech
 ) -> dict[int, float]:
@@ -146,7 +139,7 @@ def test_two_more_transcribe_workers_beside_up_share_one_media(
 
         moved = wait_for(taken_ports, 120, "the extra workers to pick free ports")
         for port in moved:
-            wait_for(lambda port=port: _ready(port), 300, f"the worker on port {port} ready")
+            wait_for(lambda port=port: ready(port), 300, f"the worker on port {port} ready")
         handled = _share_one_media(box, [ports["TRANSCRIBE"], *moved], media_server, speech)
         assert all(count > 0 for count in handled.values()), handled
     finally:

@@ -14,6 +14,8 @@ from streamscribe.transcribe.settings import TranscribeSection
 from streamscribe.transcribe.transcriber import Transcriber, Transcription
 from tests.integration.speech import Speech, words
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def transcriber() -> Transcriber:

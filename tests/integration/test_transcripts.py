@@ -12,6 +12,8 @@ from tests.integration.conftest import MediaServer, Pipeline, read_topic
 from tests.integration.speech import Speech, words
 from tests.integration.test_hostile_input import submit_all, wait_all
 
+pytestmark = pytest.mark.integration
+
 # What the captions say: nothing like the speech the page's audio holds.
 CAPTIONS = [
     (0.5, 3.0, "Penguins waddle across the frozen harbour at dawn."),

@@ -11,6 +11,8 @@ from streamscribe.transcribe.settings import TranscribeSection
 from streamscribe.transcribe.transcriber import Transcriber
 from tests.integration.speech import Speech
 
+pytestmark = pytest.mark.integration
+
 RATE = 16_000
 
 

@@ -1,5 +1,6 @@
 """The one place that decides ack, retry, dead letter or fail (a FastStream middleware on each
-stage's router), on FastStream's in-memory broker."""
+stage's router), on FastStream's in-memory broker: the shared delivery testcase (run on the
+embedded broker too, in tests/integration/test_delivery_policy.py) and what only fits here."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import asyncio
 import io
 import json
 import logging
-import re
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 
 import pytest
 from faststream.kafka import KafkaBroker, TestKafkaBroker
@@ -16,105 +17,55 @@ from faststream.kafka.annotations import KafkaMessage
 
 from streamscribe.common import logcontext
 from streamscribe.common.consumer import Stage
-from streamscribe.common.delivery import ATTEMPT, ERROR, NOT_BEFORE, ORIGIN, STAGE
 from streamscribe.common.errors import MediaError, TransientError
 from streamscribe.common.events import AudioChunk, MediaRequested, Reason, encode_event
 from streamscribe.common.settings import CommonSettings, RetrySettings, TopicSettings
+from tests.delivery_case import DeliveryTestcase, Published
 
 TOPIC = "t.media.requested"
 
 
-class Outcome:
-    def __init__(self) -> None:
-        self.messages: dict[str, list[KafkaMessage]] = {}
-        self.processed: list[str] = []
+class Spies:
+    """In memory a topic is its subscribers: one per outcome topic keeps what it gets."""
 
+    def __init__(self, broker: KafkaBroker, topics: list[str]) -> None:
+        self.seen: dict[str, list[Published]] = {}
+        for topic in topics:
+            broker.subscriber(topic, group_id=f"spy-{topic}")(self._spy(topic))
 
-@pytest.fixture
-async def harness() -> AsyncIterator[tuple[KafkaBroker, Outcome]]:
-    settings = CommonSettings(
-        topics=TopicSettings(prefix="t."), retry=RetrySettings(max_attempts=3, backoff_seconds=0)
-    )
-    broker = KafkaBroker()
-    outcome = Outcome()
-    stage = Stage(settings, "ingest")
-
-    async def work(event: MediaRequested) -> None:
-        if "permanent" in event.url:
-            raise MediaError(Reason.NOT_FOUND, "gone")
-        if "flaky" in event.url:
-            raise TransientError("HTTP Error 503")
-        outcome.processed.append(event.url)
-
-    stage.subscribe(TOPIC, "g", work)
-    broker.include_router(stage.router)
-
-    def spy_on(topic: str) -> None:
+    def _spy(self, topic: str) -> Callable[[KafkaMessage], Awaitable[None]]:
         async def spy(message: KafkaMessage) -> None:
-            outcome.messages.setdefault(topic, []).append(message)
+            self.seen.setdefault(topic, []).append(Published(message.body, dict(message.headers)))
 
-        broker.subscriber(topic, group_id=f"spy-{topic}")(spy)
+        return spy
 
-    for topic in ("t.media.failed", f"{TOPIC}.retry", f"{TOPIC}.dlq"):
-        spy_on(topic)
-
-    async with TestKafkaBroker(broker) as test_broker:
-        yield test_broker, outcome
-
-
-async def test_a_valid_event_is_processed(harness: tuple[KafkaBroker, Outcome]) -> None:
-    broker, outcome = harness
-    await broker.publish(b'{"url": "http://ok"}', TOPIC)
-    assert outcome.processed == ["http://ok"]
-    assert outcome.messages == {}
+    async def records(self, topic: str, at_least: int) -> list[Published]:
+        found = self.seen.get(topic, [])
+        assert len(found) >= at_least, f"{topic}: {len(found)} records, not {at_least}"
+        return list(found)
 
 
-async def test_unparseable_event_is_dead_lettered_with_headers(
-    harness: tuple[KafkaBroker, Outcome],
-) -> None:
-    broker, outcome = harness
-    await broker.publish(b"{not json", TOPIC)
-    [dead] = outcome.messages[f"{TOPIC}.dlq"]
-    assert dead.body == b"{not json"
-    assert dead.headers[STAGE] == "ingest"
-    assert dead.headers[ORIGIN] == TOPIC
-    assert "InvalidEventError" in dead.headers[ERROR]
-    assert "t.media.failed" not in outcome.messages
+class TestDeliveryInMemory(DeliveryTestcase):
+    """The delivery testcase on FastStream's in-memory broker: a publish returns once every
+    handler it reached, retries and dead letters included, has run."""
 
+    def get_broker(self, settings: CommonSettings) -> KafkaBroker:
+        return KafkaBroker()
 
-async def test_invalid_event_naming_a_media_also_fails_it(
-    harness: tuple[KafkaBroker, Outcome],
-) -> None:
-    broker, outcome = harness
-    await broker.publish(b'{"url": "http://x", "language": 5}', TOPIC)
-    [failed] = outcome.messages["t.media.failed"]
-    assert json.loads(failed.body)["reason"] == "invalid_event"
-    assert len(outcome.messages[f"{TOPIC}.dlq"]) == 1
+    def patch_broker(self, broker: KafkaBroker) -> AbstractAsyncContextManager[KafkaBroker]:
+        return TestKafkaBroker(broker)
 
+    async def create_topics(self, settings: CommonSettings) -> None:
+        pass  # in memory, a topic is its subscribers
 
-async def test_permanent_error_ends_in_media_failed(harness: tuple[KafkaBroker, Outcome]) -> None:
-    broker, outcome = harness
-    await broker.publish(b'{"url": "http://permanent", "media_id": "m1"}', TOPIC)
-    [failed] = outcome.messages["t.media.failed"]
-    body = json.loads(failed.body)
-    assert (body["media_id"], body["reason"], body["stage"]) == ("m1", "not_found", "ingest")
-    assert f"{TOPIC}.retry" not in outcome.messages
+    def watch(self, broker: KafkaBroker, settings: CommonSettings) -> Spies:
+        requested = settings.topics.requested
+        topics = [settings.topics.failed, f"{requested}.retry", f"{requested}.dlq"]
+        return Spies(broker, topics)
 
-
-async def test_transient_error_is_retried_then_dead_lettered(
-    harness: tuple[KafkaBroker, Outcome],
-) -> None:
-    broker, outcome = harness
-    await broker.publish(b'{"url": "http://flaky"}', TOPIC)
-    # the retry releaser puts each back with its headers; the last allowed attempt dead-letters
-    retries = outcome.messages[f"{TOPIC}.retry"]
-    assert [retry.headers[ATTEMPT] for retry in retries] == ["2", "3"]
-    assert all(float(retry.headers[NOT_BEFORE]) > 0 for retry in retries)
-    assert {retry.headers[ORIGIN] for retry in retries} == {TOPIC}
-    [dead] = outcome.messages[f"{TOPIC}.dlq"]
-    assert dead.headers[ATTEMPT] == "3"
-    assert "HTTP Error 503" in dead.headers[ERROR]
-    assert outcome.processed == []
+    async def until(self, predicate: Callable[[], object], what: str) -> None:
+        # nothing to wait for: what was published has been handled already
+        assert predicate(), what
 
 
 async def test_log_lines_while_handling_name_the_media_and_chunk() -> None:
@@ -146,24 +97,6 @@ async def test_log_lines_while_handling_name_the_media_and_chunk() -> None:
         "test.about [m-7 seq=3]",
         "test.about",
     ]
-
-
-async def test_a_request_without_a_run_gets_its_records_and_keeps_one_it_names() -> None:
-    broker = KafkaBroker()
-    stage = Stage(CommonSettings(), "ingest")
-    runs: list[str | None] = []
-
-    async def work(event: MediaRequested) -> None:
-        runs.append(event.run)
-
-    stage.subscribe(TOPIC, "g", work)
-    broker.include_router(stage.router)
-    async with TestKafkaBroker(broker) as test_broker:
-        await test_broker.publish(b'{"url": "http://a"}', TOPIC)
-        await test_broker.publish(b'{"url": "http://a", "run": "1700000000000-x"}', TOPIC)
-    assert runs[0] is not None
-    assert re.fullmatch(r"\d{13}-p\d+-o\d+", runs[0])
-    assert runs[1] == "1700000000000-x"
 
 
 async def test_a_follower_skips_invalid_events_and_leaves_them_to_the_owner() -> None:
