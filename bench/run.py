@@ -108,7 +108,7 @@ def measure_big_download(server: MediaServer) -> tuple[int, int]:
 
 
 INGEST_CHUNKS = 'streamscribe_chunks_total{stage="ingest"}'
-INGEST_IN_FLIGHT = 'streamscribe_messages_in_flight{stage="ingest"}'
+INGEST_IN_FLIGHT = 'streamscribe_received_messages_in_process{app_name="ingest"'
 
 
 def _until_ingest_published(

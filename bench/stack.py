@@ -176,12 +176,11 @@ CHUNKS_DONE = 'streamscribe_chunks_total{stage="transcribe"}'
 
 
 def scrape(port: int, name: str) -> float:
-    """One sample from a worker's /metrics; 0 until the worker serves it."""
+    """The sum of a metric's samples from a worker's /metrics (FastStream's are one per
+    handler); 0 until the worker serves it."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-            for line in response.read().decode().splitlines():
-                if line.startswith(name):
-                    return float(line.rsplit(" ", 1)[1])
+            lines = response.read().decode().splitlines()
     except OSError:  # not listening yet
-        pass
-    return 0.0
+        return 0.0
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(name))

@@ -65,7 +65,7 @@ def test_kill_9_mid_batch_transcribes_every_chunk_once_in_the_end(
         with subprocess.Popen([STREAMSCRIBE, "worker", "transcribe"], env=env) as worker:
             try:
                 wait_for(lambda: ready(port, 2), 120, "the transcribe worker")
-                in_flight = "streamscribe_messages_in_flight"
+                in_flight = "streamscribe_received_messages_in_process"
                 wait_for(lambda: _metric(port, in_flight) >= BATCH, 120, "a whole batch in hand")
                 worker.send_signal(signal.SIGKILL)
                 assert worker.wait(30) == -signal.SIGKILL

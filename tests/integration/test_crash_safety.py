@@ -53,11 +53,11 @@ def _env(kafka: str, data_dir: Path, **extra: str) -> dict[str, str]:
 
 
 def _metric(port: int, name: str) -> float:
+    """The sum of a metric's samples (FastStream's are one per handler: a topic and its
+    retry topic)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith(name):
-                return float(line.rsplit(" ", 1)[1])
-    return 0.0
+        lines = response.read().decode().splitlines()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(name))
 
 
 def _committed(kafka: str, group: str, topic: str) -> int:
@@ -96,7 +96,11 @@ def _sigterm_mid_chunk(
         [STREAMSCRIBE, "submit", str(speech.path)], env=env, capture_output=True, text=True
     )
     assert submitted.returncode == 0, submitted.stderr
-    wait_for(lambda: _metric(port, "streamscribe_messages_in_flight") >= 1, 60, "a chunk in hand")
+    wait_for(
+        lambda: _metric(port, "streamscribe_received_messages_in_process") >= 1,
+        60,
+        "a chunk in hand",
+    )
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(45) == 0
     prefix = env["STREAMSCRIBE_TOPICS__PREFIX"]

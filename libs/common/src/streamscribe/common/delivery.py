@@ -152,15 +152,14 @@ class Delivery(_Policy):
         """Give one record its outcome (output, `media.failed`, retry or dead letter), acknowledged
         by the broker; not committed: the caller commits it, alone or with its batch."""
         started = time.monotonic()
-        with metrics.IN_FLIGHT.labels(self.stage).track_inprogress():
-            try:
-                event = await _event(message)
-            except InvalidEventError as exc:
-                await self._reject(broker, message, exc)
-            else:
-                with logcontext.about(_identity(event)[0], getattr(event, "seq", None)):
-                    await self._run(broker, message, event, call_next)
-            metrics.STAGE_SECONDS.labels(self.stage).observe(time.monotonic() - started)
+        try:
+            event = await _event(message)
+        except InvalidEventError as exc:
+            await self._reject(broker, message, exc)
+        else:
+            with logcontext.about(_identity(event)[0], getattr(event, "seq", None)):
+                await self._run(broker, message, event, call_next)
+        metrics.STAGE_SECONDS.labels(self.stage).observe(time.monotonic() - started)
 
     def settlements(
         self,

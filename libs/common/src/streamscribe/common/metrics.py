@@ -1,9 +1,18 @@
 """Prometheus metrics every service exports on /metrics (process_* come from the default
-collector). One process runs one service, so the metrics are process-wide, labelled by stage."""
+collector). One process runs one service, so the metrics are process-wide, labelled by stage.
+
+FastStream's Prometheus middleware adds its own, by handler (the topic) and service
+(`app_name`): `streamscribe_received_messages_total`, `..._in_process` (handled, not yet
+committed), `streamscribe_received_processed_messages_total` by status, `..._exceptions_total`,
+`streamscribe_published_messages_*`. Ours stay where they say what FastStream cannot: the work
+of a stage (chunks, audio seconds, failures by reason, retries, dead letters) and its handler's
+time by stage with buckets up to half an hour (a download), without the retry releasers, whose
+messages wait out their backoff."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
 PEAK_RSS = Gauge("streamscribe_peak_resident_memory_bytes", "Highest RSS seen by this process.")
 MEMORY_CEILING = Gauge("streamscribe_memory_ceiling_bytes", "Memory ceiling in force.")
@@ -33,7 +42,12 @@ DEAD_LETTERS = Counter(
 CONSUMER_LAG = Gauge(
     "streamscribe_consumer_lag_messages", "Messages behind the end of the input topic.", ["topic"]
 )
-IN_FLIGHT = Gauge(
-    "streamscribe_messages_in_flight", "Messages being handled (not yet committed).", ["stage"]
-)
 READY = Gauge("streamscribe_ready", "1 once the model is loaded and the consumer joined.")
+
+
+def faststream_metrics(service: str) -> KafkaPrometheusMiddleware:
+    """FastStream's Prometheus middleware for one service's broker (outermost: a message is
+    in process until its outcome is committed)."""
+    return KafkaPrometheusMiddleware(
+        registry=REGISTRY, app_name=service, metrics_prefix="streamscribe"
+    )

@@ -106,6 +106,7 @@ def build_app(settings: CommonSettings, name: str, *services: Service) -> Servic
     the broker's start (its consumers exist) until shutdown. `name` names the process in its
     broker client id and its AsyncAPI document."""
     broker = make_broker(settings.kafka, name, settings.shutdown_grace_seconds)
+    broker.insert_middleware(metrics.faststream_metrics(name))
     guard = MemoryGuard(broker, settings.memory, resolve_marks(settings.memory))
     readiness = Readiness(services)
     for service in services:
