@@ -181,6 +181,7 @@ def test_replaying_transcripts_from_the_earliest_offset_changes_nothing(
     assert len(set(after[0])) == len(after[0])
 
 
+@pytest.mark.timeout(1800)  # its own waits are longer than pytest's 600 s, for a loaded machine
 def test_kill_9_of_random_workers_loses_and_doubles_nothing(
     kafka: str, tmp_path: Path, media_server: MediaServer
 ) -> None:

@@ -30,8 +30,6 @@ from tests.integration.conftest import (
 )
 from tests.integration.speech import Speech
 
-pytestmark = pytest.mark.integration
-
 GROUP = "streamscribe-transcribe"  # the default group of the transcribe workers
 CHUNKS = re.compile(r'^streamscribe_chunks_total\{stage="transcribe"\} (\S+)$', re.MULTILINE)
 TAKEN = re.compile(r"port \d+ is taken: /metrics, /healthz and /readyz are on port (\d+)")
@@ -45,6 +43,9 @@ SHORT_CHUNKS = {
 }
 SETTLE_SECONDS = 300.0  # a rebalance on a loaded 2-core machine: generous
 INDEXED_SECONDS = 900.0
+# pytest's own timeout (600 s in pyproject) must not cut these waits short: with a second
+# suite on the same 2 cores, a worker's start, the rebalance and the media took 10 minutes
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 
 def adjacent_ports(replicas: int) -> dict[str, int]:
@@ -143,14 +144,16 @@ def test_two_more_transcribe_workers_beside_up_share_one_media(
         handled = _share_one_media(box, [ports["TRANSCRIBE"], *moved], media_server, speech)
         assert all(count > 0 for count in handled.values()), handled
     finally:
-        for process, _ in extra:
-            process.terminate()
-        for process, _ in extra:
-            try:
-                process.wait(90)
-            except subprocess.TimeoutExpired:
-                kill_tree(process.pid)
-        box.stop()
+        try:
+            for process, _ in extra:
+                process.terminate()
+            for process, _ in extra:
+                try:
+                    process.wait(90)
+                except subprocess.TimeoutExpired:
+                    kill_tree(process.pid)
+        finally:
+            box.stop()  # whatever stopping the extra workers raised: no stack outlives its test
 
 
 def test_up_with_three_replicas_on_the_default_layout_shares_one_media(
