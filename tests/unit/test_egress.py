@@ -171,6 +171,15 @@ def test_an_allowed_request_is_forwarded(proxy: RunningProxy, site: Site, root: 
     assert proxy.failure is None
 
 
+def test_an_answer_ends_at_its_declared_length(proxy: RunningProxy, site: Site) -> None:
+    """The site's body runs on for ever past the 5000 bytes it declares: the proxy relays the
+    declared bytes and ends the answer, so a client that stops reading costs nothing more."""
+    url = site.url("endless", type="text/plain", length="5000")
+    status, headers, body = ask(proxy, f"GET {url} HTTP/1.1\r\nHost: {SITE_HOST}\r\n\r\n")
+    assert (status, headers["Content-Length"], len(body)) == (200, "5000", 5000)
+    assert proxy.failure is None
+
+
 def test_an_allowed_connect_is_tunnelled(proxy: RunningProxy, site: Site) -> None:
     port = int(proxy.url.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:

@@ -144,11 +144,12 @@ class EgressProxy:
         if method.upper() == "CONNECT":
             upstream = await self._open(f"https://{target}/", "CONNECT", tunnel=True)
             writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            await self._relay(reader, writer, *upstream, framed=False)
         else:
             parts = urlsplit(target)
             upstream = await self._open(target, method, tunnel=False)
             upstream[1].write(_origin_request(method, parts, headers))
-        await self._relay(reader, writer, *upstream)
+            await self._relay(reader, writer, *upstream, framed=True)
 
     async def _open(
         self, url: str, method: str, tunnel: bool
@@ -193,12 +194,14 @@ class EgressProxy:
         client_writer: asyncio.StreamWriter,
         upstream_reader: asyncio.StreamReader,
         upstream_writer: asyncio.StreamWriter,
+        framed: bool,
     ) -> None:
         """Copy both ways until either side ends; only what comes in counts against the budget.
         The client may stay silent for a whole download, so only the destination has an idle
-        limit."""
+        limit. A plain-HTTP answer (`framed`) ends at its declared length."""
+        answer = self._answer(upstream_reader, client_writer) if framed else None
         pipes = [
-            asyncio.create_task(self._pipe(upstream_reader, client_writer, incoming=True)),
+            asyncio.create_task(answer or self._pipe(upstream_reader, client_writer, True)),
             asyncio.create_task(self._pipe(client_reader, upstream_writer, incoming=False)),
         ]
         try:
@@ -210,14 +213,34 @@ class EgressProxy:
             upstream_writer.close()
 
     async def _pipe(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, incoming: bool
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        incoming: bool,
+        length: int | None = None,
     ) -> None:
+        """Copy until the reader ends, or until `length` bytes when it is given."""
         idle = self._limits.idle_seconds if incoming else None
-        while data := await asyncio.wait_for(reader.read(_BLOCK), idle):
-            if incoming and not self._within_budget(len(data)):
+        left = length
+        while left is None or left > 0:
+            data = await asyncio.wait_for(reader.read(min(_BLOCK, left or _BLOCK)), idle)
+            if not data or (incoming and not self._within_budget(len(data))):
                 return
             writer.write(data)
             await asyncio.wait_for(writer.drain(), self._limits.idle_seconds)
+            if left is not None:
+                left -= len(data)
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Relay one answer and no byte past its Content-Length: a body that runs on past what
+        it declared would otherwise fill the socket buffers towards a client that stopped
+        reading (yt-dlp reads 512 bytes of a page it probes), and count against the budget."""
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self._limits.idle_seconds)
+        if not self._within_budget(len(head)):
+            return
+        writer.write(head)
+        await asyncio.wait_for(writer.drain(), self._limits.idle_seconds)
+        await self._pipe(reader, writer, incoming=True, length=_content_length(head))
 
     def _within_budget(self, size: int) -> bool:
         self._received += size
@@ -225,6 +248,16 @@ class EgressProxy:
         if self._received > max_bytes:
             self._fail(Failure(Reason.TOO_LARGE, f"{what} passed {max_bytes} bytes"))
         return self._received <= max_bytes
+
+
+def _content_length(head: bytes) -> int | None:
+    """The body's declared length; None when it has none or is framed otherwise (chunked)."""
+    fields = [line.split(b":", 1) for line in head.split(b"\r\n")[1:] if b":" in line]
+    found = {name.strip().lower(): value.strip() for name, value in fields}
+    length = found.get(b"content-length")
+    if b"transfer-encoding" in found or length is None or not length.isdigit():
+        return None
+    return int(length)
 
 
 def _origin_request(method: str, parts: SplitResult, headers: list[str]) -> bytes:
