@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -313,9 +313,7 @@ class Transcriber:
         return Transcription(
             language=info.language,
             segments=[
-                _timed_segment(
-                    s.text, [w._asdict() for w in s.words or []], offset, (s.start, s.end)
-                )
+                _timed_segment(s.text, [asdict(w) for w in s.words or []], offset, (s.start, s.end))
                 for s in segments
                 if s.text.strip()
             ],
