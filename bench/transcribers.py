@@ -1,7 +1,8 @@
 """`make bench-transcribe` (`python -m bench.transcribers [--minutes 3]`): this pipeline's
 transcriber (batch 1, 4 and 8) beside faster-whisper's `transcribe(path)` and
-`BatchedInferencePipeline` (batch 8), on the same file and threads, in one run: audio seconds
-per second, peak RSS, WER against the known text. `make bench` runs it too, on its 10-minute length.
+`BatchedInferencePipeline` (batch 8), each also with word times (the work this transcriber
+does), on the same file and threads, in one run: audio seconds per second, peak RSS, WER
+against the known text. `make bench` runs it too, on its 10-minute length.
 
 The file is held-out style speech: paragraphs that open with an ordinal ("First,", "Second,"
 ...) after a pause, the sentences of the test suite in turn, as long as asked. Each system runs
@@ -41,6 +42,10 @@ SYSTEMS = [
     ("this pipeline's transcriber, batch 8", ["ours", "8"]),
     ("`transcribe(path)`", ["whisper"]),
     ("`BatchedInferencePipeline`, batch 8", ["batched"]),
+    # This pipeline's transcriber gives word times (subtitles, search hits start at the word):
+    # the anchors doing the same work.
+    ("`transcribe(path)`, word times", ["whisper", "words"]),
+    ("`BatchedInferencePipeline`, batch 8, word times", ["batched", "words"]),
 ]
 
 
