@@ -199,9 +199,13 @@ class EgressProxy:
         """Copy both ways until either side ends; only what comes in counts against the budget.
         The client may stay silent for a whole download, so only the destination has an idle
         limit. A plain-HTTP answer (`framed`) ends at its declared length."""
-        answer = self._answer(upstream_reader, client_writer) if framed else None
+        incoming = (
+            self._answer(upstream_reader, client_writer)
+            if framed
+            else self._pipe(upstream_reader, client_writer, incoming=True)
+        )
         pipes = [
-            asyncio.create_task(answer or self._pipe(upstream_reader, client_writer, True)),
+            asyncio.create_task(incoming),
             asyncio.create_task(self._pipe(client_reader, upstream_writer, incoming=False)),
         ]
         try:
