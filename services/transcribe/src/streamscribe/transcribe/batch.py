@@ -21,12 +21,12 @@ import numpy as np
 from streamscribe.common.events import AudioChunk
 from streamscribe.transcribe.transcriber import Transcriber, Transcription
 
-# What one more window in a batch costs above the one-chunk path: mostly the decoder's
-# cross-attention cache, one copy per beam (tiny.en: 4 layers x K,V x 1500 frames x 384 x 4 B,
-# about 18 MB a beam), plus features and encoder output. Measured with tiny.en int8 at beam 5:
-# 66 to 81 MB per extra window (bench.transcribers); this rounds up.
-BEAM_BYTES = 16 * 2**20
-WINDOW_BASE_BYTES = 8 * 2**20
+# What one more window in a batch costs above the one-chunk path: its beams in the batched beam
+# search (the encoder and the alignment run a window at a time, as on the one-chunk path).
+# Measured with tiny.en int8 at beam 5: 21 to 27 MB per extra window (bench.transcribers, batch
+# 1, 4 and 8); this rounds up.
+BEAM_BYTES = 5 * 2**20
+WINDOW_BASE_BYTES = 6 * 2**20
 # One Ogg/Opus 30 s chunk as a base64 JSON message, rounded up: the prefetch a batch needs.
 CHUNK_MESSAGE_BYTES = 128 * 2**10
 

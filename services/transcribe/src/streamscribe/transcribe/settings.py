@@ -58,7 +58,7 @@ class TranscribeSection(ServiceSection):
         ge=1,
         le=32,
         description="Chunks a worker takes from its subscription at once and decodes as one "
-        "batch (one encoder call, one beam search); lowered at start to what fits under the "
+        "batch (one beam search); lowered at start to what fits under the "
         "memory ceiling. Offsets are committed once the whole batch has its outcomes, so a "
         "crash redelivers it. 1: one chunk at a time.",
     )

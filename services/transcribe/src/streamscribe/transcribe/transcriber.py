@@ -173,9 +173,9 @@ class Transcriber:
 
     def transcribe_chunks(self, chunks: list[tuple[AudioChunk, np.ndarray]]) -> list[Transcription]:
         """Transcribe several chunks, each as `transcribe_chunk` would: the one-window chunks of a
-        known language are encoded and decoded as one batch (one encoder call, one beam search
-        over all of them); a window that needs faster-whisper's temperature fallback, and any
-        other chunk, takes the one-chunk path. Results are in the order of `chunks`."""
+        known language are decoded as one batch (one beam search over all of them); a window
+        that needs faster-whisper's temperature fallback, and any other chunk, takes the
+        one-chunk path. Results are in the order of `chunks`."""
         results: list[Transcription | None] = [None] * len(chunks)
         batch: list[tuple[int, str, _Heard]] = []
         for index, (chunk, audio) in enumerate(chunks):
@@ -266,34 +266,39 @@ class Transcriber:
         """One-window audios decoded as one batch at the first temperature, as faster-whisper's
         BatchedInferencePipeline does; None for a window whose result `generate_with_fallback`
         would not accept (too repetitive or unsure, and not silence): it takes the one-chunk
-        path, with the fallback temperatures."""
+        path, with the fallback temperatures.
+
+        Only the beam search runs as one batch: that is where batching gains (one step of the
+        decoder for every window's beams). The encoder and the word alignment run a window at a
+        time: batched, their attention over 1500 frames costs about 60 MB a window and gains
+        nothing (measured with tiny.en: batch 8 peaked at 828 MB that way, 498 MB this way,
+        at the same speed; docs/benchmarks.md)."""
         if not windows:
             return []
         model = self.model
         prepared = [_window_features(model, heard.audio[:WINDOW_SAMPLES]) for _, heard in windows]
-        encoded = model.encode(np.stack([features for features, _ in prepared]))
+        encoded = [model.encode(features) for features, _ in prepared]
         tokenizers = [self._tokenizer(language) for language, _ in windows]
         prompts = [model.get_prompt(t, [], without_timestamps=True) for t in tokenizers]
         options = self.options
         generated = model.model.generate(
-            encoded, prompts, beam_size=options.beam_size, patience=options.patience,
+            _stacked(encoded), prompts, beam_size=options.beam_size, patience=options.patience,
             length_penalty=options.length_penalty, repetition_penalty=options.repetition_penalty,
             no_repeat_ngram_size=options.no_repeat_ngram_size, max_length=model.max_length,
             return_scores=True, return_no_speech_prob=True,
             suppress_blank=options.suppress_blank, suppress_tokens=options.suppress_tokens,
         )  # fmt: skip
-        accepted = [
-            _accepted(result, tokenizer, options)
-            for result, tokenizer in zip(generated, tokenizers, strict=True)
-        ]
-        aligned = _aligned(model, encoded, tokenizers, accepted, [f for _, f in prepared])
         results: list[Transcription | None] = []
-        for (language, heard), tokens, words in zip(windows, accepted, aligned, strict=True):
+        for (language, heard), result, tokenizer, window, (_, frames) in zip(
+            windows, generated, tokenizers, encoded, prepared, strict=True
+        ):
+            tokens = _accepted(result, tokenizer, options)
             if tokens is None:
                 results.append(None)
-            else:
-                audio = heard.audio[:WINDOW_SAMPLES]
-                results.append(self._from_words(words, audio, heard.offset, language))
+                continue
+            words = model.find_alignment(tokenizer, [tokens], window, frames)[0] if tokens else []
+            audio = heard.audio[:WINDOW_SAMPLES]
+            results.append(self._from_words(words, audio, heard.offset, language))
         return results
 
     def _transcribe_windows(
@@ -381,36 +386,12 @@ def _accepted(result: Any, tokenizer: Tokenizer, options: TranscriptionOptions) 
     return [token for token in tokens if token < tokenizer.eot]
 
 
-def _aligned(
-    model: WhisperModel,
-    encoded: Any,
-    tokenizers: list[Tokenizer],
-    accepted: list[list[int] | None],
-    frames: list[int],
-) -> list[list[dict[str, Any]]]:
-    """Word times of each accepted window, aligned to its own encoder output: one alignment
-    call per start sequence (language) in the batch."""
-    aligned: list[list[dict[str, Any]]] = [[] for _ in accepted]
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for i, tokens in enumerate(accepted):
-        if tokens:
-            groups.setdefault(tuple(tokenizers[i].sot_sequence), []).append(i)
-    features = None
-    for members in groups.values():
-        subset = encoded
-        if len(members) < len(accepted):
-            features = np.asarray(encoded) if features is None else features
-            subset = ctranslate2.StorageView.from_array(np.ascontiguousarray(features[members]))
-        texts = [accepted[i] or [] for i in members]
-        found = model.find_alignment(
-            tokenizers[members[0]],
-            texts,
-            subset,
-            [frames[i] for i in members],
-        )
-        for i, words in zip(members, found, strict=True):
-            aligned[i] = words
-    return aligned
+def _stacked(encoded: list[Any]) -> Any:
+    """The encoder outputs of single windows as one batch (a few MB each)."""
+    if len(encoded) == 1:
+        return encoded[0]
+    stacked = np.concatenate([np.asarray(window) for window in encoded])
+    return ctranslate2.StorageView.from_array(stacked)
 
 
 def _english_only(section: TranscribeSection, asked: str) -> str:
