@@ -1,8 +1,8 @@
 """The pipeline's path at its cuts, against faster-whisper's `transcribe(path)` on the whole file.
 
 Speech of thirty short paragraphs, each opening with an ordinal ("First,", "Second," ...) after
-a pause, through ingest's chunker (default settings: cuts in the longest pause, no lead-in
-after a clear one) and the transcriber's decoding and word keeping, in process. Cuts must land
+a pause, through ingest's chunker (default settings: cuts in the last clear pause, no lead-in
+after one) and the transcriber's decoding and word keeping, in process. Cuts must land
 in the paragraph pauses (the issue's "Fourth," was lost to a cut right after it, with a 1 s
 silence close by), every word must be kept once, and the word error rate must stay near the
 whole file's.

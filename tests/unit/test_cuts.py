@@ -9,7 +9,7 @@ import pytest
 
 from streamscribe.common.audio import SAMPLE_RATE, decode_chunk
 from streamscribe.ingest.chunker import ChunkLimits
-from streamscribe.ingest.decode_child import _Cutter, _find_pause, _longest_pause
+from streamscribe.ingest.decode_child import _cut_point, _Cutter, _find_pause
 
 Span = tuple[float, float]
 
@@ -23,7 +23,7 @@ def tone_with_gaps(seconds: float, gaps: list[Span]) -> np.ndarray:
     return samples
 
 
-def test_the_cut_falls_in_the_longest_pause_not_the_gap_after_a_word() -> None:
+def test_the_cut_falls_in_a_clear_pause_not_the_gap_after_a_word() -> None:
     # the case: a 1 s silence at 12-13 s, then a word, then a short gap at 13.6 s
     samples = tone_with_gaps(20, [(12.0, 13.0), (13.55, 13.7), (16.0, 16.2)])
     cut = _find_pause(samples, 10 * SAMPLE_RATE) / SAMPLE_RATE
@@ -39,12 +39,20 @@ def test_a_pause_with_faint_noise_counts_as_a_pause() -> None:
     assert 14.0 < cut < 15.5
 
 
+def test_the_cut_falls_in_the_last_clear_pause_so_the_chunk_fills_its_window() -> None:
+    # sentence ends at 13 and 17.4 s, then gaps after words at 18.6 and 19.4 s
+    samples = tone_with_gaps(20, [(12.5, 13.5), (17.2, 17.6), (18.6, 18.8), (19.4, 19.5)])
+    cut, pause = _cut_point(samples, 10 * SAMPLE_RATE)
+    assert 17.2 < cut / SAMPLE_RATE < 17.6
+    assert pause / SAMPLE_RATE == pytest.approx(0.4, abs=0.02)
+
+
 def test_a_pause_is_clear_only_when_it_is_silence() -> None:
     samples = tone_with_gaps(20, [(14.0, 14.5)])
-    _, pause = _longest_pause(samples, 10 * SAMPLE_RATE)
+    _, pause = _cut_point(samples, 10 * SAMPLE_RATE)
     assert pause / SAMPLE_RATE == pytest.approx(0.5, abs=0.02)
     # speech without a gap: its quietest stretch is quiet only next to itself
-    _, pause = _longest_pause(tone_with_gaps(20, []), 10 * SAMPLE_RATE)
+    _, pause = _cut_point(tone_with_gaps(20, []), 10 * SAMPLE_RATE)
     assert pause == 0
 
 

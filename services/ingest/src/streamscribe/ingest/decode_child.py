@@ -9,10 +9,12 @@ turn them into MediaErrors.
 
 Chunking: the file is decoded packet by packet into one buffer that never holds more than
 `max_seconds` of 16 kHz mono audio, so memory does not depend on how long the media is. When the
-buffer is full it is cut in the middle of its longest pause between `min_seconds` and
-`max_seconds` (the longest run of 100 ms windows near the quietest one: a pause between
-sentences rather than the gap after a word), the piece is encoded, and the rest of the buffer
-starts the next chunk. Timestamps come from sample counts, so chunks tile the media exactly.
+buffer is full it is cut between `min_seconds` and `max_seconds`, in the middle of the last clear
+pause there (0.3 s of silence: no word straddles it, and the chunk fills as much of its window
+as it can), else of the longest pause (the longest run of 100 ms windows near the quietest one:
+a pause between sentences rather than the gap after a word); the piece is encoded, and the rest
+of the buffer starts the next chunk. Timestamps come from sample counts, so chunks tile the
+media exactly.
 
 Each chunk after the first also begins with the last `overlap_seconds` of the chunk before it
 (its `lead_in`): a cut then never makes a chunk's first words be decoded cold. Both limits count
@@ -90,7 +92,7 @@ class ChunkError(Exception):
 class ChunkLimits:
     """How long chunks are, and the longest media worth decoding."""
 
-    min_seconds: float = 15.0  # a cut happens in the longest pause between min and max
+    min_seconds: float = 15.0  # a cut happens in a pause between min and max
     max_seconds: float = 30.0
     max_duration_seconds: float | None = None  # refuse media longer than this while decoding
     overlap_seconds: float = 0.0  # lead-in from the chunk before; counted in min and max
@@ -231,7 +233,7 @@ class _Cutter:
             block = block[taken:]
             if self._filled == capacity:
                 own = self._buffer[self._lead : self._lead + self._filled]
-                cut, pause = _longest_pause(own, self._min + self._overlap - self._lead)
+                cut, pause = _cut_point(own, self._min + self._overlap - self._lead)
                 yield self._emit(cut, clear=pause >= _CLEAR_PAUSE)
 
     def finish(self) -> Iterator[Chunk]:
@@ -263,42 +265,51 @@ class _Cutter:
 
 
 def _find_pause(samples: Samples, start: int) -> int:
-    """The middle of the longest pause in `samples[start:]` (its end if too short)."""
-    return _longest_pause(samples, start)[0]
+    """Where `samples[start:]` is cut (see `_cut_point`)."""
+    return _cut_point(samples, start)[0]
 
 
-def _longest_pause(samples: Samples, start: int) -> tuple[int, int]:
-    """The middle of the longest pause in `samples[start:]` (its end if too short), and the
-    pause's length in samples (0 unless it is silence, 40 dB below the loudest window): the
-    longest run of quiet 100 ms windows. The quietest window
-    alone is often the short gap right after a word, which the next chunk would then begin with
-    cold."""
+def _cut_point(samples: Samples, start: int) -> tuple[int, int]:
+    """Where `samples[start:]` is cut, and the length in samples of the clear pause there (0 if
+    it is not one): the middle of the last clear pause (0.3 s of silence, no word straddles it),
+    so that the chunk fills as much of its 30 s window as it can; without one, the middle of
+    the longest pause (the longest run of quiet 100 ms windows; its end if too short). The
+    quietest window alone is often the short gap right after a word, which the next chunk
+    would then begin with cold."""
     region = samples[start:]
     window = min(_QUIET_WINDOW, region.size)
     if window == 0:
         return samples.size, 0
+    pauses = _pauses(region, window)
+    clear = [(b, e) for b, e, silent in pauses if silent and e - b >= _CLEAR_PAUSE]
+    if clear:
+        begin, end = clear[-1]
+        return start + (begin + end) // 2, end - begin
+    begin, end, silent = max(pauses, key=lambda pause: pause[1] - pause[0])
+    return start + (begin + end) // 2, end - begin if silent else 0
+
+
+def _pauses(region: Samples, window: int) -> list[tuple[int, int, bool]]:
+    """The runs of quiet `window`s in `region`, as sample spans, each with whether it is
+    silence (40 dB below the loudest window, or digital silence) rather than quiet only next to
+    the quietest window (speech with no gap at all)."""
     # energy[i] is the float64 energy of region[:i]: built in one array, in place, rather than
     # in a float64 copy, its square, their sum and a concatenation.
     energy = np.zeros(region.size + 1)
     np.square(region, out=energy[1:], dtype=np.float64)
     np.cumsum(energy, out=energy)
     window_energy = energy[window:] - energy[:-window]
-    quiet = window_energy <= max(
-        float(window_energy.min()) * _QUIET_RATIO,
-        float(window_energy.max()) * _QUIET_BELOW_LOUDEST,
-        _QUIET_FLOOR,
-    )
+    loudest = float(window_energy.max())
+    silence = max(loudest * _QUIET_BELOW_LOUDEST, _QUIET_FLOOR)
+    quiet = window_energy <= max(float(window_energy.min()) * _QUIET_RATIO, silence)
     # runs of quiet windows: where `quiet` switches on and off
     edges = np.diff(quiet.astype(np.int8), prepend=0, append=0)
     (begins,) = np.nonzero(edges == 1)
     (ends,) = np.nonzero(edges == -1)
-    longest = int(np.argmax(ends - begins))
-    begin, end = int(begins[longest]), int(ends[longest])
-    middle = start + (begin + end) // 2 + window // 2
-    # a pause only relative to the quietest window (speech with no gap at all) is no pause
-    loudest = float(window_energy.max())
-    silent = window_energy[begin:end].max() <= max(loudest * _QUIET_BELOW_LOUDEST, _QUIET_FLOOR)
-    return middle, end - begin + window - 1 if silent else 0
+    return [
+        (int(begin), int(end) + window - 1, bool(window_energy[begin:end].max() <= silence))
+        for begin, end in zip(begins, ends, strict=True)
+    ]
 
 
 def _encode(samples: Samples) -> bytes:
