@@ -35,22 +35,25 @@ ORDINALS = [
 ]  # fmt: skip
 # about 5.6 s of espeak speech and pause per paragraph
 PARAGRAPH_SECONDS = 5.6
-# (name, bench.baselines arguments after MEDIA THREADS)
+# (key, name, bench.baselines arguments after MEDIA THREADS)
 SYSTEMS = [
-    ("this pipeline's transcriber, batch 1", ["ours", "1"]),
-    ("this pipeline's transcriber, batch 4", ["ours", "4"]),
-    ("this pipeline's transcriber, batch 8", ["ours", "8"]),
-    ("`transcribe(path)`", ["whisper"]),
-    ("`BatchedInferencePipeline`, batch 8", ["batched"]),
+    ("ours 1", "this pipeline's transcriber, batch 1", ["ours", "1"]),
+    ("ours 4", "this pipeline's transcriber, batch 4", ["ours", "4"]),
+    ("ours 8", "this pipeline's transcriber, batch 8", ["ours", "8"]),
+    ("whisper", "`transcribe(path)`", ["whisper"]),
+    ("batched", "`BatchedInferencePipeline`, batch 8", ["batched"]),
     # This pipeline's transcriber gives word times (subtitles, search hits start at the word):
     # the anchors doing the same work.
-    ("`transcribe(path)`, word times", ["whisper", "words"]),
-    ("`BatchedInferencePipeline`, batch 8, word times", ["batched", "words"]),
+    ("whisper words", "`transcribe(path)`, word times", ["whisper", "words"]),
+    ("batched words", "`BatchedInferencePipeline`, batch 8, word times", ["batched", "words"]),
 ]
+# the issue's WER target: the better baseline plus this
+WER_MARGIN = 0.01
 
 
 @dataclass(frozen=True)
 class Result:
+    key: str
     name: str
     audio_per_s: float
     peak_bytes: int
@@ -74,7 +77,7 @@ def compare(media: Path, text: str, threads: int = THREADS) -> list[Result]:
     env = {**os.environ, "STREAMSCRIBE_DATA_DIR": str(OUT / "data")}
     truth = words(text)
     results = []
-    for name, (kind, *extra) in SYSTEMS:
+    for key, name, (kind, *extra) in SYSTEMS:
         command = [sys.executable, "-m", "bench.baselines", kind, str(media), str(threads), *extra]
         measured = run_measured(command, env=env)
         if measured.returncode != 0:
@@ -82,7 +85,7 @@ def compare(media: Path, text: str, threads: int = THREADS) -> list[Result]:
         out = json.loads(measured.stdout.strip().splitlines()[-1])
         wer = jiwer.wer(truth, words(str(out["text"])))
         speed = float(out["audio_seconds"]) / float(out["seconds"])
-        results.append(Result(name, speed, measured.peak_bytes, wer))
+        results.append(Result(key, name, speed, measured.peak_bytes, wer))
     return results
 
 
@@ -102,7 +105,53 @@ def render(results: list[Result], minutes: float, command: str) -> str:
         f"| {r.name} | {r.audio_per_s:.1f} | {r.peak_bytes / 1e6:.0f} | {r.wer:.3f} |"
         for r in results
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, "", *targets(results)]) + "\n"
+
+
+def targets(results: list[Result]) -> list[str]:
+    """The issue's targets for one transcribe worker, against the anchors of the same run: the
+    fastest batch against the batched pipeline (its default, and with word times as this
+    transcriber gives them), the batch sizes whose peak is at most half of the batched
+    pipeline's, and the WER against the better baseline."""
+    by = {r.key: r for r in results}
+    ours = [r for r in results if r.key.startswith("ours")]
+    fastest = max(ours, key=lambda r: r.audio_per_s)
+    batched, half = by["batched"], by["batched"].peak_bytes / 2
+    lean = [r for r in ours if r.peak_bytes <= half]
+    lean_best = max(lean, key=lambda r: r.audio_per_s) if lean else None
+    bar = min(by["whisper"].wer, batched.wer) + WER_MARGIN
+    rows = [
+        _target(
+            f"throughput ≥ `BatchedInferencePipeline` ({batched.audio_per_s:.1f})",
+            f"{fastest.audio_per_s:.1f}, {fastest.name}",
+            fastest.audio_per_s >= batched.audio_per_s,
+        ),
+        _target(
+            f"throughput ≥ it with word times ({by['batched words'].audio_per_s:.1f})",
+            f"{fastest.audio_per_s:.1f}",
+            fastest.audio_per_s >= by["batched words"].audio_per_s,
+        ),
+        _target(
+            f"peak ≤ half of its {batched.peak_bytes / 1e6:.0f} MB",
+            (
+                f"{lean_best.peak_bytes / 1e6:.0f} MB at {lean_best.audio_per_s:.1f}, "
+                f"{lean_best.name}"
+                if lean_best
+                else f"none: batch 1 {by['ours 1'].peak_bytes / 1e6:.0f} MB"
+            ),
+            lean_best is not None,
+        ),
+        _target(
+            f"WER ≤ the better baseline + {WER_MARGIN} ({bar:.3f})",
+            f"{fastest.wer:.3f}",
+            fastest.wer <= bar,
+        ),
+    ]
+    return ["| target | measured | met |", "|---|---|---|", *rows]
+
+
+def _target(target: str, measured: str, met: bool) -> str:
+    return f"| {target} | {measured} | {'✅' if met else '❌'} |"
 
 
 def main() -> None:
