@@ -77,8 +77,8 @@ _BIT_RATE = 24_000
 # it in 85 ms instead of 150 (at the same size and WER; bench.transcribers).
 _FRAME_MS = "60"
 # The encoder is fed this many samples at a time. A whole chunk in one frame would be copied
-# into it, then split into 20 ms frames that all exist at once (several MB for 30 s); PyAV
-# re-frames to 20 ms either way, so the packets are the same.
+# into it, then split into Opus frames that all exist at once (several MB for 30 s); PyAV
+# re-frames to the frame duration either way, so the packets are the same.
 _ENCODE_BLOCK = SAMPLE_RATE // 2
 _UNREADABLE = "it is empty, truncated, damaged or in a format ffmpeg cannot read"
 

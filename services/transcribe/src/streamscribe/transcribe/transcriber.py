@@ -271,7 +271,7 @@ class Transcriber:
         Only the beam search runs as one batch: that is where batching gains (one step of the
         decoder for every window's beams). The encoder and the word alignment run a window at a
         time: batched, their attention over 1500 frames costs about 60 MB a window and gains
-        nothing (measured with tiny.en: batch 8 peaked at 828 MB that way, 498 MB this way,
+        nothing (measured with tiny.en: batch 8 peaked at 828 MB that way, about 500 MB this way,
         at the same speed; docs/benchmarks.md)."""
         if not windows:
             return []
