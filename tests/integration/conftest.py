@@ -225,7 +225,8 @@ def launch_up(env: dict[str, str], data_dir: Path, args: list[str]) -> Pipeline:
     """Run `up` with `env` and wait until it says ready (again, for a restart)."""
     with (data_dir / "up.log").open("a") as log:  # the child keeps its own descriptor
         process = subprocess.Popen(
-            [STREAMSCRIBE, "up", *args],
+            # `up` gives up first, so a failure names the service that was not ready
+            [STREAMSCRIBE, "up", "--ready-timeout", str(READY_TIMEOUT - 30), *args],
             env=env, stdout=subprocess.PIPE, stderr=log, text=True,
         )  # fmt: skip
     lines: list[str] = []

@@ -54,6 +54,7 @@ def test_kill_9_mid_batch_transcribes_every_chunk_once_in_the_end(
     )  # fmt: skip
     speech = make_speech(tmp_path, SENTENCES[:12], "batch")
     audio_topic = env["STREAMSCRIBE_TOPICS__PREFIX"] + "media.audio"
+    group = env["STREAMSCRIBE_TOPICS__PREFIX"] + "streamscribe-transcribe"  # the default group
     embed = subprocess.Popen([STREAMSCRIBE, "worker", "embed"], env=env)
     try:
         submitted = subprocess.run(
@@ -71,7 +72,7 @@ def test_kill_9_mid_batch_transcribes_every_chunk_once_in_the_end(
                 assert worker.wait(30) == -signal.SIGKILL
             finally:
                 worker.kill()
-        assert _committed(kafka, "streamscribe-transcribe", audio_topic) == 0
+        assert _committed(kafka, group, audio_topic) == 0
         with subprocess.Popen([STREAMSCRIBE, "worker", "transcribe"], env=env) as worker:
             try:
                 wait_for(lambda: _ledger(tmp_path)[1] == "indexed", 300, "the media indexed")
@@ -83,6 +84,7 @@ def test_kill_9_mid_batch_transcribes_every_chunk_once_in_the_end(
         embed.wait(45)
     seqs, _ = _ledger(tmp_path)
     assert seqs == list(range(total))  # every chunk, once
+    assert _committed(kafka, group, audio_topic) == total  # ...and the group's offsets say so
     transcripts = read_topic(kafka, env["STREAMSCRIBE_TOPICS__PREFIX"] + "media.transcript")
     published = Counter(json.loads(record.value)["seq"] for record in transcripts)
     assert set(published) == set(range(total))

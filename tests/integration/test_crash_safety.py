@@ -107,7 +107,7 @@ def _sigterm_mid_chunk(
     transcripts = _read(env["STREAMSCRIBE_KAFKA__BOOTSTRAP_SERVERS"], f"{prefix}media.transcript")
     committed = _committed(
         env["STREAMSCRIBE_KAFKA__BOOTSTRAP_SERVERS"],
-        "streamscribe-transcribe",
+        f"{prefix}streamscribe-transcribe",  # the default group, named after the prefix
         f"{prefix}media.audio",
     )
     assert len(transcripts) >= 1  # the chunk in hand was finished, not dropped

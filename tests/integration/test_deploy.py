@@ -20,7 +20,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamscribe.common import metrics
-from streamscribe.common.settings import TopicSettings
+from streamscribe.common.settings import ServiceSection, TopicSettings
 from streamscribe.embed.settings import EmbedSection
 from streamscribe.ingest.settings import IngestSection
 from streamscribe.transcribe.settings import TranscribeSection
@@ -640,7 +640,7 @@ def test_a_scaled_object_per_consumer_group_matches_the_deployment() -> None:
         [trigger] = spec["triggers"]
         meta = trigger["metadata"]
         assert trigger["type"] == "kafka"
-        assert meta["consumerGroup"] == f"streamscribe-{service}"
+        assert meta["consumerGroup"] == ServiceSection().group(service, topics)  # the default
         assert meta["topic"] == consumed[service]
         assert meta["bootstrapServers"] == settings["STREAMSCRIBE_KAFKA__BOOTSTRAP_SERVERS"]
         assert int(meta["lagThreshold"]) >= 1

@@ -30,7 +30,7 @@ from tests.integration.conftest import (
 )
 from tests.integration.speech import Speech
 
-GROUP = "streamscribe-transcribe"  # the default group of the transcribe workers
+GROUP = "streamscribe-transcribe"  # the transcribe workers' default group, after the prefix
 CHUNKS = re.compile(r'^streamscribe_chunks_total\{stage="transcribe"\} (\S+)$', re.MULTILINE)
 TAKEN = re.compile(r"port \d+ is taken: /metrics, /healthz and /readyz are on port (\d+)")
 # Short chunks: the test media (about two minutes of speech) becomes 40 and more of them,
@@ -70,14 +70,14 @@ def _up(tmp_path: Path, replicas: int) -> tuple[Pipeline, dict[str, int]]:
     return box, ports
 
 
-def _members(bootstrap: str) -> int | None:
+def _members(box: Pipeline) -> int | None:
     """How many members the transcribe group has once it is stable, else None."""
 
     async def describe() -> Any:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        admin = AIOKafkaAdminClient(bootstrap_servers=box.bootstrap)
         await admin.start()
         try:
-            return await admin.describe_consumer_groups([GROUP])
+            return await admin.describe_consumer_groups([box.prefix + GROUP])
         finally:
             await admin.close()
 
@@ -87,11 +87,11 @@ def _members(bootstrap: str) -> int | None:
     return None if error or state != "Stable" else len(members)
 
 
-def _settled(bootstrap: str, workers: int) -> bool:
+def _settled(box: Pipeline, workers: int) -> bool:
     """Every transcribe worker is a member of the group's stable generation, so each holds
     some of its 6 partitions (round robin). The embedded broker does not report the
     assignments themselves."""
-    return _members(bootstrap) == workers
+    return _members(box) == workers
 
 
 def _chunks_handled(port: int) -> float:
@@ -105,7 +105,7 @@ def _share_one_media(
 ) -> dict[int, float]:
     """Submit the speech once every worker holds partitions; each worker's chunk count once
     the media is indexed."""
-    wait_for(lambda: _settled(box.bootstrap, len(ports)), SETTLE_SECONDS, "the group to settle")
+    wait_for(lambda: _settled(box, len(ports)), SETTLE_SECONDS, "the group to settle")
     submitted = box.cli("submit", media_server.url(speech.path.name))
     assert submitted.returncode == 0, submitted.stderr
     media_id = submitted.stdout.strip()

@@ -43,3 +43,19 @@ def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, 
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError):
         IngestSettings()
+
+
+def test_the_topic_prefix_names_consumer_groups_apart_unless_a_group_is_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two pipelines on one cluster, told apart by their prefix, never share a group (one's
+    workers would join, and wait on, the other's rebalances)."""
+    monkeypatch.setenv("STREAMSCRIBE_TOPICS__PREFIX", "staging.")
+    staging = IngestSettings()
+    monkeypatch.setenv("STREAMSCRIBE_TOPICS__PREFIX", "")
+    default = IngestSettings()
+    assert staging.ingest.group("ingest", staging.topics) == "staging.streamscribe-ingest"
+    assert default.ingest.group("ingest", default.topics) == "streamscribe-ingest"
+    monkeypatch.setenv("STREAMSCRIBE_INGEST__GROUP_ID", "scribes")
+    chosen = IngestSettings()
+    assert chosen.ingest.group("ingest", chosen.topics) == "scribes"

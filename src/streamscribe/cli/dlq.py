@@ -98,7 +98,7 @@ async def list_dead_letters(settings: CommonSettings, topic: str) -> list[DeadLe
 async def replay_dead_letters(settings: CommonSettings, topic: str) -> int:
     """Re-publish every dead letter not replayed before; return how many."""
     origin, dlq = topic_names(settings, topic)
-    consumer = dlq_consumer(settings, dlq, REPLAY_GROUP)
+    consumer = dlq_consumer(settings, dlq, settings.topics.name(REPLAY_GROUP))
     await consumer.start()
     try:
         async with connected(settings.kafka, "dlq") as broker:

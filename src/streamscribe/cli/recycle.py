@@ -50,7 +50,7 @@ async def keep_dead_letters(settings: CommonSettings) -> list[KeptLetter]:
     """The dead letters not replayed yet (past the replay group's offset), topic by topic."""
     kept: list[KeptLetter] = []
     for topic in (name for name in settings.topics.all() if name.endswith(".dlq")):
-        consumer = dlq_consumer(settings, topic, REPLAY_GROUP)
+        consumer = dlq_consumer(settings, topic, settings.topics.name(REPLAY_GROUP))
         await consumer.start()
         try:
             kept += [KeptLetter(topic, letter_of(record)) for record in await drain(consumer)]

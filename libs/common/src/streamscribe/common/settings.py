@@ -60,9 +60,13 @@ class KafkaSettings(BaseModel):
 
 
 class TopicSettings(BaseModel):
-    """Topic names and their shape. A prefix lets many pipelines share one cluster."""
+    """Topic and consumer group names and their shape. A prefix lets many pipelines share one
+    cluster: it names their groups apart too, so one pipeline's workers never join (or wait on
+    a rebalance of) another's."""
 
-    prefix: str = Field("", description="Prepended to every topic name (e.g. `staging.`).")
+    prefix: str = Field(
+        "", description="Prepended to every topic and consumer group name (e.g. `staging.`)."
+    )
     partitions: int = Field(6, ge=1, le=1024, description="Partitions per topic created by `up`.")
     replication_factor: int = Field(1, ge=1, description="Replication factor of created topics.")
 
@@ -221,8 +225,11 @@ class ServiceSection(BaseModel):
     http_port: int = Field(
         0, ge=0, le=65535, description="Port of /metrics etc.; 0 picks a free one."
     )
-    group_id: str = Field("", description="Consumer group; defaults to `streamscribe-<service>`.")
+    group_id: str = Field(
+        "", description="Consumer group; defaults to `<TOPICS__PREFIX>streamscribe-<service>`."
+    )
 
-    def group(self, service: str) -> str:
-        """The service's consumer group: `group_id`, else `streamscribe-<service>`."""
-        return self.group_id or f"streamscribe-{service}"
+    def group(self, service: str, topics: TopicSettings) -> str:
+        """The service's consumer group: `group_id`, else `streamscribe-<service>` after the
+        topic prefix."""
+        return self.group_id or topics.name(f"streamscribe-{service}")

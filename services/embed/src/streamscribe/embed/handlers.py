@@ -92,7 +92,7 @@ def router(settings: EmbedSettings) -> KafkaRouter:
         ledger = resources.index.ledger
         await _until_written(ledger.fail, failed.media_id, failed.run, failure, failed.source_url)
 
-    group = settings.embed.group(STAGE)
+    group = settings.embed.group(STAGE, settings.topics)
     stage.subscribe(settings.topics.transcript, group, index)
     # followed, not owned: ingest dead-letters an invalid request and releases its retries, and
     # a ledger write that fails waits in place (below) rather than hand a request back to ingest

@@ -121,6 +121,6 @@ def router(settings: IngestSettings) -> KafkaRouter:
                 # a reason is for users: the job's directory is nothing of theirs
                 raise MediaError(exc.reason, exc.detail.replace(str(job_dir), "…")) from exc
 
-    group = section.group(STAGE)
+    group = section.group(STAGE, settings.topics)
     stage.subscribe(settings.topics.requested, group, ingest, section.max_poll_interval_ms)
     return stage.router

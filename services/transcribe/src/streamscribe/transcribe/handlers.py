@@ -93,7 +93,7 @@ def router(settings: TranscribeSettings) -> KafkaRouter:
             await resources.batcher.run(works[start : start + size])
         await stage.delivery.commit(batch)
 
-    group = settings.transcribe.group(STAGE)
+    group = settings.transcribe.group(STAGE, settings.topics)
     size = settings.transcribe.batch_size
     if size == 1:
         stage.subscribe(settings.topics.audio, group, transcribe, fetch_bytes=AUDIO_FETCH_BYTES)
