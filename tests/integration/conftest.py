@@ -185,7 +185,8 @@ def media_server(
 @pytest.fixture(scope="session")
 def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The one embedded Tansu broker of the session; yields its bootstrap address.
-    Tests isolate themselves with unique topics (a unique topic prefix per pipeline)."""
+    Tests isolate themselves with unique topics (a unique topic prefix per pipeline, which
+    names its consumer groups apart too)."""
     port = free_port()
     broker = EmbeddedBroker("127.0.0.1", port, tmp_path_factory.mktemp("tansu") / "tansu.log")
     asyncio.run(broker.start())
