@@ -27,6 +27,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streamscribe.cli.broker import EmbeddedBroker
+from streamscribe.common.settings import ServiceSection, TopicSettings
 from tests.conftest import require_tool
 from tests.integration.speech import SENTENCES, Speech, make_speech
 
@@ -220,6 +221,11 @@ def start_pipeline(
         **extra,
     }
     return launch_up(env, data_dir, ["--replicas", str(replicas), *flags])
+
+
+def default_group(prefix: str, service: str) -> str:
+    """The consumer group `service`'s workers join by default under the topic `prefix`."""
+    return ServiceSection().group(service, TopicSettings(prefix=prefix))
 
 
 def launch_up(env: dict[str, str], data_dir: Path, args: list[str]) -> Pipeline:

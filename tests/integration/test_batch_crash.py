@@ -13,7 +13,14 @@ from pathlib import Path
 import apsw
 import pytest
 
-from tests.integration.conftest import STREAMSCRIBE, free_port, read_topic, ready, wait_for
+from tests.integration.conftest import (
+    STREAMSCRIBE,
+    default_group,
+    free_port,
+    read_topic,
+    ready,
+    wait_for,
+)
 from tests.integration.speech import SENTENCES, make_speech
 from tests.integration.test_crash_safety import _committed, _env, _metric
 
@@ -54,7 +61,7 @@ def test_kill_9_mid_batch_transcribes_every_chunk_once_in_the_end(
     )  # fmt: skip
     speech = make_speech(tmp_path, SENTENCES[:12], "batch")
     audio_topic = env["STREAMSCRIBE_TOPICS__PREFIX"] + "media.audio"
-    group = env["STREAMSCRIBE_TOPICS__PREFIX"] + "streamscribe-transcribe"  # the default group
+    group = default_group(env["STREAMSCRIBE_TOPICS__PREFIX"], "transcribe")
     embed = subprocess.Popen([STREAMSCRIBE, "worker", "embed"], env=env)
     try:
         submitted = subprocess.run(

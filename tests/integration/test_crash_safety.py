@@ -27,6 +27,7 @@ from tests.integration.conftest import (
     STREAMSCRIBE,
     MediaServer,
     Pipeline,
+    default_group,
     free_port,
     ready,
     start_pipeline,
@@ -107,7 +108,7 @@ def _sigterm_mid_chunk(
     transcripts = _read(env["STREAMSCRIBE_KAFKA__BOOTSTRAP_SERVERS"], f"{prefix}media.transcript")
     committed = _committed(
         env["STREAMSCRIBE_KAFKA__BOOTSTRAP_SERVERS"],
-        f"{prefix}streamscribe-transcribe",  # the default group, named after the prefix
+        default_group(prefix, "transcribe"),
         f"{prefix}media.audio",
     )
     assert len(transcripts) >= 1  # the chunk in hand was finished, not dropped

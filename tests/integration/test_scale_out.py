@@ -21,6 +21,7 @@ from tests.integration.conftest import (
     STREAMSCRIBE,
     MediaServer,
     Pipeline,
+    default_group,
     free_port,
     kill_tree,
     port_is_free,
@@ -30,7 +31,6 @@ from tests.integration.conftest import (
 )
 from tests.integration.speech import Speech
 
-GROUP = "streamscribe-transcribe"  # the transcribe workers' default group, after the prefix
 CHUNKS = re.compile(r'^streamscribe_chunks_total\{stage="transcribe"\} (\S+)$', re.MULTILINE)
 TAKEN = re.compile(r"port \d+ is taken: /metrics, /healthz and /readyz are on port (\d+)")
 # Short chunks: the test media (about two minutes of speech) becomes 40 and more of them,
@@ -77,7 +77,7 @@ def _members(box: Pipeline) -> int | None:
         admin = AIOKafkaAdminClient(bootstrap_servers=box.bootstrap)
         await admin.start()
         try:
-            return await admin.describe_consumer_groups([box.prefix + GROUP])
+            return await admin.describe_consumer_groups([default_group(box.prefix, "transcribe")])
         finally:
             await admin.close()
 
