@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 import uuid
 import wave
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ from faststream.kafka import KafkaBroker, TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
 from streamscribe.common.audio import SAMPLE_RATE, decode_chunk
-from streamscribe.common.delivery import ERROR, ORIGIN, STAGE, publish_event
+from streamscribe.common.delivery import ATTEMPT, ERROR, ORIGIN, STAGE, publish_event
 from streamscribe.common.drain import marker
 from streamscribe.common.events import AudioChunk, MediaRequested, media_id_for_url
 from streamscribe.common.settings import KafkaSettings, RetrySettings, TopicSettings
@@ -252,3 +254,51 @@ async def test_while_the_broker_drains_a_request_waits_and_publishes_nothing(
     await ingest.request(MediaRequested(url=site.url("beeps.wav"), run=RUN))
     assert ingest.audio != []
     assert ingest.audio[-1].final
+
+
+class _Unavailable(BaseHTTPRequestHandler):
+    """Answers every request 503, counting them."""
+
+    requests = 0
+
+    def do_GET(self) -> None:
+        type(self).requests += 1
+        self.send_response(503)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def unavailable() -> Iterator[tuple[str, type[_Unavailable]]]:
+    """A loopback server, on a free port, that is always unavailable: its URL and its handler."""
+    handler = type("Unavailable", (_Unavailable,), {})
+    server = ThreadingHTTPServer((SITE_HOST, 0), handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://{SITE_HOST}:{server.server_address[1]}/talk.wav", handler
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+async def test_an_unavailable_server_is_retried_then_dead_lettered_not_failed(
+    ingest: Ingest, unavailable: tuple[str, type[_Unavailable]]
+) -> None:
+    url, server = unavailable
+    await ingest.request(MediaRequested(url=url, run=RUN))
+    requested = ingest.settings.topics.requested
+    # max_attempts 2, no backoff: the retry releaser put the request back once
+    [retry] = ingest.on(f"{requested}.retry")
+    assert (retry.headers[ATTEMPT], retry.headers[ORIGIN]) == ("2", requested)
+    [dead] = ingest.on(f"{requested}.dlq")
+    assert dead.headers[ATTEMPT] == "2"
+    assert "503" in dead.headers[ERROR]
+    assert server.requests >= 2  # each attempt asked the server again
+    assert ingest.failed == []  # transient: never a terminal failure
+    assert ingest.audio == []
+    assert ingest.job_dirs() == []
