@@ -278,11 +278,6 @@ async def test_an_unparseable_transcript_is_only_dead_lettered(embed: Embed) -> 
     assert [i["media_id"] for i in embed.indexed] == ["m-talk"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the delivery policy fails the media an invalid event names without the event's "
-    "run (common/delivery.py `_reject`), so the ledger fails the media's newest run",
-)
 async def test_a_late_invalid_transcript_of_an_older_run_changes_nothing(embed: Embed) -> None:
     request = MediaRequested(url=URL, media_id="m-talk", run=RUN_B)
     await embed.send(request, embed.settings.topics.requested)

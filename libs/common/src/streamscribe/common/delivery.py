@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 import random
+import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
@@ -34,6 +35,7 @@ from faststream.middlewares import BaseMiddleware
 from streamscribe.common import logcontext, metrics
 from streamscribe.common.errors import InvalidEventError, MediaError, TransientError
 from streamscribe.common.events import (
+    RUN_PATTERN,
     Event,
     MediaFailed,
     MediaRequested,
@@ -242,7 +244,8 @@ class Delivery(_Policy):
         await self._dead_letter(broker, message, exc)
         named = _named_media(message.body)
         if named:
-            await self.fail(broker, named[0], Reason.INVALID_EVENT, str(exc), named[1])
+            media_id, url, run = named
+            await self.fail(broker, media_id, Reason.INVALID_EVENT, str(exc), url, run)
 
     async def _retry(self, broker: KafkaBroker, message: KafkaMessage, exc: Exception) -> None:
         attempt = int(message.headers.get(ATTEMPT, "1"))
@@ -347,8 +350,10 @@ def _identity(event: Event) -> tuple[str, str | None]:
     return str(media_id), getattr(event, "url", None) or getattr(event, "source_url", None)
 
 
-def _named_media(body: bytes) -> tuple[str, str | None] | None:
-    """(media_id, url) of a message that is JSON naming a media, even if invalid otherwise."""
+def _named_media(body: bytes) -> tuple[str, str | None, str | None] | None:
+    """(media_id, url, run) of a message that is JSON naming a media, even if invalid otherwise.
+    The run, when it names a valid one, keeps the failure to that run: a late invalid event of
+    an older run must not fail the newest."""
     try:
         data: Any = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -356,7 +361,10 @@ def _named_media(body: bytes) -> tuple[str, str | None] | None:
     if not isinstance(data, dict):
         return None
     url = data.get("url") if isinstance(data.get("url"), str) else None
+    source = data.get("source_url") if isinstance(data.get("source_url"), str) else None
+    run = data.get("run") if isinstance(data.get("run"), str) else None
+    run = run if run and re.fullmatch(RUN_PATTERN, run) else None
     media_id = data.get("media_id") if isinstance(data.get("media_id"), str) else None
     if media_id:
-        return media_id[:128], url
-    return (media_id_for_url(url), url) if url else None
+        return media_id[:128], url or source, run
+    return (media_id_for_url(url), url, run) if url else None  # a request: its id is its URL's
