@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SOURCES := src libs/common/src services/ingest/src services/transcribe/src services/embed/src
 
-.PHONY: install up test test-pinecone test-images images lint bench bench-index bench-box bench-scale bench-api bench-transcribe docs clean
+.PHONY: install up test test-fast system-packages test-pinecone test-images images lint bench bench-index bench-box bench-scale bench-api bench-transcribe docs clean
 
 install: $(STAMP)
 
@@ -22,8 +22,19 @@ $(STAMP): pyproject.toml libs/common/pyproject.toml services/*/pyproject.toml
 up: install
 	$(VENV)/bin/streamscribe up
 
-test: install
-	$(VENV)/bin/pytest -q
+# the system tools the tests use (espeak-ng, sox, ffmpeg, kcat, prometheus): apt-get installs
+# them when root, else this names them and stops
+system-packages:
+	scripts/system-packages
+
+# the whole suite (what CI runs), on two pytest-xdist workers: most integration tests wait on
+# real workers, not on a core
+test: install system-packages
+	$(VENV)/bin/pytest -q $(TEST_ARGS)
+
+# unit tests, each stage's router on FastStream's in-memory broker, the index contract: minutes
+test-fast: install system-packages
+	$(VENV)/bin/pytest -q tests/unit tests/contract $(TEST_ARGS)
 
 # the four images (ingest, transcribe, embed, onebox) on a base made here from Debian's
 # packages (debootstrap, as root); BASE_IMAGE=python:3.11-slim uses the public image instead.
