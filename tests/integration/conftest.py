@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import os
 import signal
 import socket
@@ -27,13 +26,50 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streamscribe.cli.broker import EmbeddedBroker
+from streamscribe.cli.client import ApiClient, ApiError
 from streamscribe.common.settings import ServiceSection, TopicSettings
+from streamscribe.embed.model_files import resolve_model as resolve_embed_model
+from streamscribe.embed.onnx_export import ensure_exported
+from streamscribe.embed.settings import EmbedSection
+from streamscribe.transcribe.settings import TranscribeSection
+from streamscribe.transcribe.transcriber import Transcriber, resolve_model
 from tests.conftest import require_tool
 from tests.integration.speech import SENTENCES, Speech, make_speech
 
 READY_TIMEOUT = 300.0
-SHARED_ONNX_DIR = Path(__file__).parents[2] / "data" / "models" / "all-MiniLM-L6-v2-onnx-int8"
+# The checkout's data dir, where `make install` writes the embed model's ONNX export: the tests'
+# workers load their models from here, prepared once (`shared_models`), never per data dir.
+SHARED_DATA_DIR = Path(__file__).parents[2] / "data"
+SHARED_ONNX_DIR = SHARED_DATA_DIR / "models" / "all-MiniLM-L6-v2-onnx-int8"
 STREAMSCRIBE = str(Path(sys.executable).with_name("streamscribe"))
+
+
+@functools.cache
+def model_env() -> dict[str, str]:
+    """Settings that point a worker at the shared models: Whisper's int8 copy and the embed
+    model's ONNX export, each written once here (under a lock, so pytest-xdist's workers may
+    race) before any worker starts. A worker that wrote them at its first start would spend a
+    test's time budget on it, and more on a fresh machine."""
+    whisper = resolve_model(TranscribeSection(), SHARED_DATA_DIR)
+    ensure_exported(resolve_embed_model(EmbedSection()), SHARED_ONNX_DIR)
+    return {
+        "STREAMSCRIBE_TRANSCRIBE__MODEL": whisper,
+        "STREAMSCRIBE_EMBED__ONNX_DIR": str(SHARED_ONNX_DIR),
+    }
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`make test`), the tests that use the session's pipeline all run on
+    one worker (`--dist loadgroup`), so that one pipeline serves them."""
+    for item in items:
+        if "pipeline" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("pipeline"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_models() -> dict[str, str]:
+    """Prepares the shared models before the first integration test runs."""
+    return model_env()
 
 
 def free_port() -> int:
@@ -113,16 +149,27 @@ class Pipeline:
             [STREAMSCRIBE, *args], env=self.env, capture_output=True, text=True, timeout=timeout
         )
 
+    @property
+    def api(self) -> ApiClient:
+        """The HTTP API's client, where the CLI finds the API: `STREAMSCRIBE_API_URL`, else the
+        embed service's port (every pipeline here sets one of them)."""
+        port = self.env.get("STREAMSCRIBE_EMBED__HTTP_PORT")
+        return ApiClient(self.env.get("STREAMSCRIBE_API_URL") or f"http://127.0.0.1:{port}", 30)
+
     def status(self, media_id: str) -> dict[str, Any] | None:
-        result = self.cli("status", media_id, "--json", timeout=60)
-        return json.loads(result.stdout) if result.returncode == 0 else None
+        """The ledger's record through the HTTP API (what `status --json` prints); None while
+        the API does not know the media or does not answer (a restart)."""
+        try:
+            return self.api.media(media_id)
+        except ApiError:
+            return None
 
     def wait_state(self, media_id: str, states: set[str], timeout: float = 300) -> dict[str, Any]:
         def reached() -> dict[str, Any] | None:
             status = self.status(media_id)
             return status if status and status["state"] in states else None
 
-        result: dict[str, Any] = wait_for(reached, timeout, f"{media_id} to reach {states}", 2)
+        result: dict[str, Any] = wait_for(reached, timeout, f"{media_id} to reach {states}", 0.2)
         return result
 
     def topic(self, base: str) -> str:
@@ -150,6 +197,12 @@ class MediaServer:
 
     def url(self, name: str) -> str:
         return f"{self.base_url}/{name}"
+
+
+@pytest.fixture(scope="session")
+def transcriber(shared_models: dict[str, str]) -> Transcriber:
+    """Whisper on the default settings, from the shared int8 copy: loaded once per session."""
+    return Transcriber(TranscribeSection(model=shared_models["STREAMSCRIBE_TRANSCRIBE__MODEL"]))
 
 
 @pytest.fixture(scope="session")
@@ -216,7 +269,7 @@ def start_pipeline(
         "STREAMSCRIBE_INGEST__ALLOWED_HOSTS": '["127.0.0.1"]',
         "STREAMSCRIBE_RETRY__BACKOFF_SECONDS": "0.2",
         "STREAMSCRIBE_RETRY__MAX_ATTEMPTS": "2",
-        "STREAMSCRIBE_EMBED__ONNX_DIR": str(SHARED_ONNX_DIR),  # exported once, not per pipeline
+        **model_env(),
         **{f"STREAMSCRIBE_{name}__HTTP_PORT": str(port) for name, port in ports.items()},
         **extra,
     }

@@ -11,16 +11,10 @@ from streamscribe.common.audio import decode_chunk
 from streamscribe.common.events import AudioChunk
 from streamscribe.ingest.chunk_source import MediaRef, publish_file
 from streamscribe.ingest.settings import IngestSection
-from streamscribe.transcribe.settings import TranscribeSection
 from streamscribe.transcribe.transcriber import Transcriber
 from tests.integration.speech import Speech
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def transcriber() -> Transcriber:
-    return Transcriber(TranscribeSection())
 
 
 def chunk_events(speech: Speech) -> list[AudioChunk]:

@@ -29,6 +29,7 @@ from tests.integration.conftest import (
     Pipeline,
     default_group,
     free_port,
+    model_env,
     ready,
     start_pipeline,
     wait_for,
@@ -49,6 +50,7 @@ def _env(kafka: str, data_dir: Path, **extra: str) -> dict[str, str]:
         "STREAMSCRIBE_TOPICS__PARTITIONS": "3",
         "STREAMSCRIBE_DATA_DIR": str(data_dir),
         "STREAMSCRIBE_TEMP_ROOT": str(data_dir / "tmp"),
+        **model_env(),
         **extra,
     }
 

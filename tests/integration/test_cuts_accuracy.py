@@ -30,7 +30,6 @@ from streamscribe.common.events import AudioChunk, Word
 from streamscribe.ingest.chunk_source import chunk_limits, decode_limits
 from streamscribe.ingest.publisher import MediaRef, publish_audio
 from streamscribe.ingest.settings import IngestSection
-from streamscribe.transcribe.settings import TranscribeSection
 from streamscribe.transcribe.transcriber import Transcriber
 from tests.integration.speech import GAP_SECONDS, SENTENCES, Speech, make_speech, words
 
@@ -51,11 +50,6 @@ CUTS_MARGIN = 0.01
 @pytest.fixture(scope="module")
 def ordinal_speech(tmp_path_factory: pytest.TempPathFactory) -> Speech:
     return make_speech(tmp_path_factory.mktemp("ordinals"), PARAGRAPHS, "ordinals")
-
-
-@pytest.fixture(scope="module")
-def transcriber() -> Transcriber:
-    return Transcriber(TranscribeSection())
 
 
 def whole_file(transcriber: Transcriber, path: Path, conditioned: bool = True) -> list[Word]:

@@ -17,6 +17,7 @@ from streamscribe.ingest.chunker import ChunkLimits, chunk_file
 from streamscribe.transcribe.settings import TranscribeSection
 from streamscribe.transcribe.transcriber import Transcriber
 from tests.conftest import require_tool
+from tests.integration.conftest import SHARED_DATA_DIR
 from tests.integration.speech import Speech
 
 pytestmark = pytest.mark.integration
@@ -40,9 +41,9 @@ def german(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def multilingual(tmp_path_factory: pytest.TempPathFactory) -> Transcriber:
-    data_dir = tmp_path_factory.mktemp("models")
-    return Transcriber(TranscribeSection(model="bundled:base"), data_dir)
+def multilingual() -> Transcriber:
+    # its joined and int8 copies are written once, beside the other shared models
+    return Transcriber(TranscribeSection(model="bundled:base"), SHARED_DATA_DIR)
 
 
 def test_the_language_is_detected_when_none_is_asked(
@@ -62,8 +63,8 @@ def test_a_language_asked_for_is_kept(multilingual: Transcriber, german: Path) -
     assert multilingual.transcribe(audio, start, "de").language == "de"
 
 
-def test_the_english_only_model_refuses_another_language() -> None:
-    english = Transcriber(TranscribeSection())
+def test_the_english_only_model_refuses_another_language(transcriber: Transcriber) -> None:
+    english = transcriber
     with pytest.raises(MediaError) as caught:
         english.check_language("de")
     assert caught.value.reason is Reason.UNSUPPORTED_LANGUAGE

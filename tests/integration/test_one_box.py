@@ -33,6 +33,7 @@ from tests.integration.conftest import (
 from tests.integration.speech import SENTENCES, Speech, make_speech
 
 MiB = 2**20
+DRAIN_MARK = 128 * MiB  # the recycle tests' broker: drained past it, recycled idle past 64 MiB
 
 pytestmark = pytest.mark.integration
 
@@ -124,68 +125,72 @@ def _broker(pipeline: Pipeline) -> psutil.Process:
     return broker
 
 
-def test_a_grown_idle_broker_is_recycled_keeping_status_and_dead_letters(
+def test_a_grown_broker_is_drained_under_load_and_recycled_when_idle_losing_nothing(
     tmp_path: Path, media_server: MediaServer, short_speech: Speech
 ) -> None:
+    """One box, both ways its broker is recycled. Under load: past the drain mark a media in
+    flight finishes, one submitted meanwhile waits and is requested again on the new broker.
+    Idle: past the recycle mark (below the drain mark) with nothing in flight, the broker
+    restarts without draining, keeping every status and dead letter."""
     box = start_pipeline(
         f"127.0.0.1:{free_port()}", tmp_path / "data", 1, "--single-process",
         STREAMSCRIBE_EMBEDDED__RECYCLE_RSS_BYTES=str(64 * MiB),
+        STREAMSCRIBE_EMBEDDED__DRAIN_RSS_BYTES=str(DRAIN_MARK),
         STREAMSCRIBE_EMBEDDED__IDLE_SECONDS="2",
-        STREAMSCRIBE_EMBEDDED__CHECK_SECONDS="1",
-    )  # fmt: skip
-    said = _Said(box)
-    try:
-        indexed = box.cli("submit", media_server.url(short_speech.path.name), "--wait")
-        assert indexed.returncode == 0, indexed.stderr
-        media_id = indexed.stdout.strip()
-        before = box.status(media_id)
-        asyncio.run(_publish(box.bootstrap, box.topic("media.requested"), b"not json"))
-        wait_for(lambda: _dead_letters(box), 60, "the invalid request's dead letter")
-        asyncio.run(_publish_junk(box.bootstrap, box.topic("scratch"), 80))
-        old_broker = _broker(box)
-        assert old_broker.memory_info().rss > 64 * MiB  # grown: every byte kept in memory
-        said.wait("broker: recycled", 600)  # stop, restart, reload the models, rejoin: minutes
-        new_broker = _broker(box)
-        assert new_broker.pid != old_broker.pid
-        assert new_broker.memory_info().rss < 64 * MiB
-        assert box.status(media_id) == before  # the ledger, not the broker, keeps outcomes
-        assert _dead_letters(box) == [b"not json"]  # not replayed yet: carried over
-        again = box.cli("submit", media_server.url(short_speech.path.name) + "?after=1", "--wait")
-        assert again.returncode == 0, again.stderr  # the pipeline works on the new broker
-    finally:
-        box.stop()
-
-
-def test_a_broker_grown_under_load_is_drained_then_recycled_and_waiting_media_resumed(
-    tmp_path: Path, media_server: MediaServer, short_speech: Speech
-) -> None:
-    box = start_pipeline(
-        f"127.0.0.1:{free_port()}", tmp_path / "data", 1, "--single-process",
-        STREAMSCRIBE_EMBEDDED__RECYCLE_RSS_BYTES=str(64 * MiB),
-        STREAMSCRIBE_EMBEDDED__DRAIN_RSS_BYTES=str(64 * MiB),
-        STREAMSCRIBE_EMBEDDED__IDLE_SECONDS="3600",  # never idle by the ordinary rule
         STREAMSCRIBE_EMBEDDED__DRAIN_IDLE_SECONDS="2",
         STREAMSCRIBE_EMBEDDED__CHECK_SECONDS="1",
     )  # fmt: skip
     said = _Said(box)
     try:
-        with _slow_server(short_speech.path, seconds=30) as slow_url:
-            busy = _submit(box, slow_url)  # its download keeps the pipeline busy
-            asyncio.run(_publish_junk(box.bootstrap, box.topic("scratch"), 80))
-            old_broker = _broker(box)
-            said.wait("draining the embedded broker", 120)
-            waiting = _submit(box, media_server.url(short_speech.path.name))
-            submitted_run = (box.status(waiting) or {})["run"]
-            said.wait("broker: recycled", 600)
-            for media_id in (busy, waiting):
-                status = box.wait_state(media_id, {"indexed", "failed"}, timeout=600)
-                assert status["state"] == "indexed", status
-        assert _broker(box).pid != old_broker.pid
-        assert _broker(box).memory_info().rss < 64 * MiB
-        # held back while draining, then requested again on the new broker as a new run
-        assert box.status(waiting)["run"] > submitted_run  # type: ignore[index]
+        _drained_under_load(box, said, media_server, short_speech)
+        _recycled_when_idle(box, said, media_server, short_speech)
     finally:
         box.stop()
+
+
+def _drained_under_load(
+    box: Pipeline, said: _Said, media_server: MediaServer, short_speech: Speech
+) -> None:
+    with _slow_server(short_speech.path, seconds=30) as slow_url:
+        busy = _submit(box, slow_url)  # its download keeps the pipeline busy: never idle
+        asyncio.run(_publish_junk(box.bootstrap, box.topic("scratch"), 160))  # past the mark
+        old_broker = _broker(box)
+        said.wait("draining the embedded broker", 120)
+        waiting = _submit(box, media_server.url(short_speech.path.name))
+        submitted_run = (box.status(waiting) or {})["run"]
+        said.wait("broker: recycled", 600)
+        for media_id in (busy, waiting):
+            status = box.wait_state(media_id, {"indexed", "failed"}, timeout=600)
+            assert status["state"] == "indexed", status
+    assert _broker(box).pid != old_broker.pid
+    assert _broker(box).memory_info().rss < 64 * MiB
+    # held back while draining, then requested again on the new broker as a new run
+    assert box.status(waiting)["run"] > submitted_run  # type: ignore[index]
+
+
+def _recycled_when_idle(
+    box: Pipeline, said: _Said, media_server: MediaServer, short_speech: Speech
+) -> None:
+    indexed = box.cli("submit", media_server.url(short_speech.path.name) + "?idle=1", "--wait")
+    assert indexed.returncode == 0, indexed.stderr
+    media_id = indexed.stdout.strip()
+    before = box.status(media_id)
+    asyncio.run(_publish(box.bootstrap, box.topic("media.requested"), b"not json"))
+    wait_for(lambda: _dead_letters(box), 60, "the invalid request's dead letter")
+    recycles, drains = said.count("broker: recycled"), said.count("draining")
+    asyncio.run(_publish_junk(box.bootstrap, box.topic("scratch"), 80))
+    old_broker = _broker(box)
+    # grown past the recycle mark (every byte kept in memory), not the drain mark
+    assert 64 * MiB < old_broker.memory_info().rss < DRAIN_MARK
+    said.wait("broker: recycled", 600, after=recycles)  # stop, restart, reload, rejoin: minutes
+    assert said.count("draining") == drains  # idle: recycled without draining
+    new_broker = _broker(box)
+    assert new_broker.pid != old_broker.pid
+    assert new_broker.memory_info().rss < 64 * MiB
+    assert box.status(media_id) == before  # the ledger, not the broker, keeps outcomes
+    assert _dead_letters(box) == [b"not json"]  # not replayed yet: carried over
+    again = box.cli("submit", media_server.url(short_speech.path.name) + "?after=1", "--wait")
+    assert again.returncode == 0, again.stderr  # the pipeline works on the new broker
 
 
 @contextmanager
@@ -227,9 +232,14 @@ class _Said:
         threading.Thread(target=lambda: [self.queue.put(line) for line in stdout],
                          daemon=True).start()  # fmt: skip
 
-    def wait(self, text: str, timeout: float) -> None:
+    def count(self, text: str) -> int:
+        """How many lines said so far hold `text`."""
+        return sum(text in line for line in self.lines)
+
+    def wait(self, text: str, timeout: float, after: int = 0) -> None:
+        """Until `up` has said `text` once more than `after` times."""
         deadline = time.monotonic() + timeout
-        while not any(text in line for line in self.lines):
+        while self.count(text) <= after:
             assert time.monotonic() < deadline, self.lines
             with contextlib.suppress(queue.Empty):
                 self.lines.append(self.queue.get(timeout=1))

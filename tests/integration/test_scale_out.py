@@ -1,6 +1,6 @@
-"""More transcribe workers share one media: two `streamscribe worker transcribe` started beside
-`up` on the same host (their metrics port is taken: each takes a free one and says so), and
-`up --replicas 3` on the default port layout. Every transcribe worker handles chunks of the one
+"""More transcribe workers share one media: `up --replicas 2` on the default port layout, and two
+`streamscribe worker transcribe` started beside it on the same host (their metrics port is
+taken: each takes a free one and says so). Every transcribe worker handles chunks of the one
 media, as its own /metrics shows."""
 
 from __future__ import annotations
@@ -117,13 +117,16 @@ def _share_one_media(
     return handled
 
 
-def test_two_more_transcribe_workers_beside_up_share_one_media(
+def test_replicas_and_workers_started_beside_up_share_one_media(
     tmp_path: Path, media_server: MediaServer, speech: Speech
 ) -> None:
-    box, ports = _up(tmp_path, 1)
+    """`up --replicas 2` on the default port layout, and two more transcribe workers started
+    beside it as a user would (same settings, so the same taken port): all four take chunks of
+    the one media."""
+    box, ports = _up(tmp_path, 2)
     extra: list[tuple[subprocess.Popen[str], Path]] = []
     try:
-        for n in range(2):  # as a user would: same settings, so the same (taken) port
+        for n in range(2):
             log = tmp_path / f"worker-{n}.log"
             with log.open("w") as out:
                 process = subprocess.Popen(
@@ -141,7 +144,8 @@ def test_two_more_transcribe_workers_beside_up_share_one_media(
         moved = wait_for(taken_ports, 120, "the extra workers to pick free ports")
         for port in moved:
             wait_for(lambda port=port: ready(port), 300, f"the worker on port {port} ready")
-        handled = _share_one_media(box, [ports["TRANSCRIBE"], *moved], media_server, speech)
+        replicas = [ports["TRANSCRIBE"] + REPLICA_PORT_STEP * r for r in range(2)]
+        handled = _share_one_media(box, [*replicas, *moved], media_server, speech)
         assert all(count > 0 for count in handled.values()), handled
     finally:
         try:
@@ -154,15 +158,3 @@ def test_two_more_transcribe_workers_beside_up_share_one_media(
                     kill_tree(process.pid)
         finally:
             box.stop()  # whatever stopping the extra workers raised: no stack outlives its test
-
-
-def test_up_with_three_replicas_on_the_default_layout_shares_one_media(
-    tmp_path: Path, media_server: MediaServer, speech: Speech
-) -> None:
-    box, ports = _up(tmp_path, 3)
-    try:
-        transcribe = [ports["TRANSCRIBE"] + REPLICA_PORT_STEP * r for r in range(3)]
-        handled = _share_one_media(box, transcribe, media_server, speech)
-        assert all(count > 0 for count in handled.values()), handled
-    finally:
-        box.stop()

@@ -10,16 +10,10 @@ import pytest
 
 from streamscribe.common.audio import decode_chunk as decode
 from streamscribe.ingest.chunker import ChunkLimits, chunk_file
-from streamscribe.transcribe.settings import TranscribeSection
 from streamscribe.transcribe.transcriber import Transcriber, Transcription
 from tests.integration.speech import Speech, words
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def transcriber() -> Transcriber:
-    return Transcriber(TranscribeSection())
 
 
 def _transcribe_chunks(transcriber: Transcriber, path: Path) -> list[Transcription]:

@@ -7,18 +7,12 @@ import numpy as np
 import pytest
 
 from streamscribe.common.audio import decode_chunk as decode
-from streamscribe.transcribe.settings import TranscribeSection
 from streamscribe.transcribe.transcriber import Transcriber
 from tests.integration.speech import Speech
 
 pytestmark = pytest.mark.integration
 
 RATE = 16_000
-
-
-@pytest.fixture(scope="module")
-def transcriber() -> Transcriber:
-    return Transcriber(TranscribeSection())
 
 
 def test_silence_and_music_never_reach_the_decoder(
