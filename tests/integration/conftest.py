@@ -33,14 +33,10 @@ from streamscribe.embed.onnx_export import ensure_exported
 from streamscribe.embed.settings import EmbedSection
 from streamscribe.transcribe.settings import TranscribeSection
 from streamscribe.transcribe.transcriber import Transcriber, resolve_model
-from tests.conftest import require_tool
+from tests.conftest import SHARED_DATA_DIR, SHARED_ONNX_DIR, require_tool
 from tests.integration.speech import SENTENCES, Speech, make_speech
 
 READY_TIMEOUT = 300.0
-# The checkout's data dir, where `make install` writes the embed model's ONNX export: the tests'
-# workers load their models from here, prepared once (`shared_models`), never per data dir.
-SHARED_DATA_DIR = Path(__file__).parents[2] / "data"
-SHARED_ONNX_DIR = SHARED_DATA_DIR / "models" / "all-MiniLM-L6-v2-onnx-int8"
 STREAMSCRIBE = str(Path(sys.executable).with_name("streamscribe"))
 
 

@@ -14,7 +14,7 @@ from streamscribe.embed.settings import EmbedSection
 from streamscribe.embed.store.index import Index
 from streamscribe.embed.store.ledger import Ledger
 from streamscribe.embed.store.sqlite import SQLiteVectors
-from tests.integration.conftest import SHARED_ONNX_DIR
+from tests.conftest import SHARED_ONNX_DIR
 from tests.integration.speech import SENTENCES
 
 pytestmark = pytest.mark.integration

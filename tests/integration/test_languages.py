@@ -16,8 +16,7 @@ from streamscribe.common.events import Reason
 from streamscribe.ingest.chunker import ChunkLimits, chunk_file
 from streamscribe.transcribe.settings import TranscribeSection
 from streamscribe.transcribe.transcriber import Transcriber
-from tests.conftest import require_tool
-from tests.integration.conftest import SHARED_DATA_DIR
+from tests.conftest import SHARED_DATA_DIR, require_tool
 from tests.integration.speech import Speech
 
 pytestmark = pytest.mark.integration

@@ -28,10 +28,8 @@ from streamscribe.embed.handlers import STAGE as EMBED
 from streamscribe.embed.handlers import Resources
 from streamscribe.embed.settings import EmbedSection, EmbedSettings
 from streamscribe.embed.store.sqlite import SQLiteVectors
+from tests.conftest import SHARED_ONNX_DIR
 
-# Where `make install` exports the int8 model once (tests/integration/conftest.py's
-# SHARED_ONNX_DIR, the same path): exported here on a checkout that has none yet.
-SHARED_ONNX_DIR = Path(__file__).parents[2] / "data" / "models" / "all-MiniLM-L6-v2-onnx-int8"
 URL = "https://example.org/talk.mp3"
 RUN_A = "1700000000000-aaaa"
 RUN_B = "1700000000001-bbbb"
