@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from faststream.kafka import KafkaBroker, TestKafkaBroker
+from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
 from streamscribe.common.delivery import ERROR, ORIGIN, STAGE, publish_event
@@ -29,6 +28,7 @@ from streamscribe.embed.handlers import Resources
 from streamscribe.embed.settings import EmbedSection, EmbedSettings
 from streamscribe.embed.store.sqlite import SQLiteVectors
 from tests.conftest import SHARED_ONNX_DIR
+from tests.router_case import in_memory
 
 URL = "https://example.org/talk.mp3"
 RUN_A = "1700000000000-aaaa"
@@ -115,9 +115,6 @@ def session_embedder(
 async def embed(settings: EmbedSettings, session_embedder: TextEmbedder) -> AsyncIterator[Embed]:
     """As `build_app` does: the service's router on a broker, its resources opened and put in
     the broker's context; then the broker patched to run in memory."""
-    service = embed_app.service(settings)
-    broker = KafkaBroker()
-    broker.include_router(service.router)
     topics = settings.topics
     spied = [
         topics.indexed,
@@ -125,26 +122,11 @@ async def embed(settings: EmbedSettings, session_embedder: TextEmbedder) -> Asyn
         f"{topics.transcript}.dlq",
         f"{topics.transcript}.retry",
     ]
-    seen: dict[str, list[KafkaMessage]] = {}
-    for topic in spied:
-        broker.subscriber(topic, group_id=f"spy-{topic}")(_spy(seen, topic))
-    async with AsyncExitStack() as stack:
-        opened = await stack.enter_async_context(service.resources(broker))
-        for key, value in opened.items():
-            broker.context.set_global(key, value)
-            stack.callback(broker.context.reset_global, key)
-        resources = opened[EMBED]
+    async with in_memory(embed_app.service(settings), spied) as running:
+        resources = running.broker.context.get(EMBED)
         assert isinstance(resources, Resources)
         assert resources.embedder is session_embedder
-        patched = await stack.enter_async_context(TestKafkaBroker(broker))
-        yield Embed(patched, settings, resources, seen)
-
-
-def _spy(seen: dict[str, list[KafkaMessage]], topic: str) -> Callable[..., Awaitable[None]]:
-    async def spy(message: KafkaMessage) -> None:
-        seen.setdefault(topic, []).append(message)
-
-    return spy
+        yield Embed(running.broker, settings, resources, running.seen)
 
 
 def chunk(seq: int, count: int, run: str | None = RUN_A, media_id: str = "m-talk") -> Transcript:

@@ -14,8 +14,7 @@ import json
 import threading
 import uuid
 import wave
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from faststream.kafka import KafkaBroker, TestKafkaBroker
+from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
 from streamscribe.common.audio import SAMPLE_RATE, decode_chunk
@@ -36,6 +35,7 @@ from streamscribe.ingest.handlers import STAGE as INGEST
 from streamscribe.ingest.settings import IngestSection, IngestSettings
 from tests import hostile_servers
 from tests.hostile_servers import SITE_HOST, Site
+from tests.router_case import in_memory
 
 RUN = "1700000000000-test"
 # Short chunks, so that a few seconds of audio make several of them.
@@ -127,31 +127,14 @@ def settings(tmp_path: Path) -> IngestSettings:
 async def ingest(settings: IngestSettings) -> AsyncIterator[Ingest]:
     """As `build_app` does: the service's router on a broker, its resources opened and put in
     the broker's context; then the broker patched to run in memory."""
-    service = ingest_app.service(settings)
-    broker = KafkaBroker()
-    broker.include_router(service.router)
     topics = settings.topics
-    seen: dict[str, list[KafkaMessage]] = {}
-    for topic in (topics.audio, topics.transcript, topics.failed, *_twins(topics.requested)):
-        broker.subscriber(topic, group_id=f"spy-{topic}")(_spy(seen, topic))
-    async with AsyncExitStack() as stack:
-        opened = await stack.enter_async_context(service.resources(broker))
-        for key, value in opened.items():
-            broker.context.set_global(key, value)
-            stack.callback(broker.context.reset_global, key)
-        patched = await stack.enter_async_context(TestKafkaBroker(broker))
-        yield Ingest(patched, settings, seen)
+    spied = (topics.audio, topics.transcript, topics.failed, *_twins(topics.requested))
+    async with in_memory(ingest_app.service(settings), spied) as running:
+        yield Ingest(running.broker, settings, running.seen)
 
 
 def _twins(topic: str) -> tuple[str, str]:
     return f"{topic}.retry", f"{topic}.dlq"
-
-
-def _spy(seen: dict[str, list[KafkaMessage]], topic: str) -> Callable[..., Awaitable[None]]:
-    async def spy(message: KafkaMessage) -> None:
-        seen.setdefault(topic, []).append(message)
-
-    return spy
 
 
 async def test_a_wav_on_an_allowed_site_becomes_consecutive_audio_chunks(

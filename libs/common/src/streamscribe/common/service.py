@@ -118,7 +118,7 @@ def build_app(settings: CommonSettings, name: str, *services: Service) -> Servic
     async def lifespan(*_: Any, **__: Any) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             for service in services:
-                await _open(stack, broker, service)
+                await open_resources(stack, broker, service)
             await ensure_topics(settings.kafka, settings.topics)
             yield
 
@@ -146,7 +146,7 @@ def build_app(settings: CommonSettings, name: str, *services: Service) -> Servic
     return app
 
 
-async def _open(stack: AsyncExitStack, broker: KafkaBroker, service: Service) -> None:
+async def open_resources(stack: AsyncExitStack, broker: KafkaBroker, service: Service) -> None:
     """Open `service`'s resources on `stack` and put them in the broker's context (taken out
     again before they close)."""
     opened = await stack.enter_async_context(service.resources(broker))
