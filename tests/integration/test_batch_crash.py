@@ -94,8 +94,10 @@ def test_kill_9_mid_batch_transcribes_every_chunk_once_in_the_end(
             try:
                 wait_for(lambda: _ledger(tmp_path)[1] == "indexed", 300, "the media indexed")
             finally:
-                worker.terminate()
-                worker.wait(45)
+                # killed, not stopped: what this test proves is committed by now, and a
+                # graceful stop is test_crash_safety's (a batch worker's SIGTERM once hung in
+                # FastStream's shutdown on a loaded machine: noted on the issue)
+                worker.kill()
     finally:
         embed.terminate()
         embed.wait(45)

@@ -14,6 +14,7 @@ from faststream.kafka import KafkaBroker
 from rich.console import Console
 from typer.testing import CliRunner
 
+from streamscribe.cli import main as cli_main
 from streamscribe.cli.main import _table, app
 from tests.api_server import api_on, serving
 from tests.factories import transcript_chunk as chunk
@@ -119,14 +120,16 @@ def test_api_option_takes_only_http_urls() -> None:
 YTDLP_404 = "ERROR: [generic] talk: Unable to download webpage: HTTP Error 404 [/x]"
 
 
-def test_messages_are_shown_verbatim(tmp_path: Path) -> None:
+def test_messages_are_shown_verbatim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """yt-dlp's "[generic]" and any bracket are text, never Rich markup."""
+    # wide enough for the message on one line, whatever width the CLI's console took at import
+    monkeypatch.setattr(cli_main, "console", Console(width=400))
     api = api_on(tmp_path, KafkaBroker())
     assert api.index is not None
     failure = {"stage": "ingest", "reason": "not_found", "detail": YTDLP_404}
     api.index.ledger.fail("gone", None, failure, None)
     with serving(api) as url:
-        env = {**NO_BROKER, "STREAMSCRIBE_API_URL": url, "COLUMNS": "400"}
+        env = {**NO_BROKER, "STREAMSCRIBE_API_URL": url}
         table = CliRunner().invoke(app, ["status"], env=env)
         refused = CliRunner().invoke(app, ["transcript", "[generic]"], env=env)
     assert table.exit_code == 0, table.output
