@@ -30,7 +30,7 @@ system-packages:
 # the whole suite (what CI runs), on two pytest-xdist workers: most integration tests wait on
 # real workers, not on a core
 test: install system-packages
-	$(VENV)/bin/pytest -q $(TEST_ARGS)
+	$(VENV)/bin/pytest -q -n 2 --dist loadgroup --durations=20 $(TEST_ARGS)
 
 # unit tests, each stage's router on FastStream's in-memory broker, the index contract: minutes
 test-fast: install system-packages
