@@ -41,7 +41,7 @@ def render(results: dict[str, Any]) -> str:
             HEADING,
             "",
             f"Made by `{s['command']}`. {conditions(results)} 1-minute load average "
-            f"{f['load_when_timing']:.2f} when timing. A stack from `{s['stack']}` with "
+            f"{f['load_when_timing']:.2f} when timing. A stack ({s['stack']}) with "
             f"{s['minutes']:g} minutes of speech indexed: an index of {index} only, not the "
             "200 000 of bench-index; the figures are the process and request overhead around a "
             f"search of a small index. {s['queries']} different queries, {s['mode']} search, "
