@@ -268,11 +268,12 @@ def main() -> None:
     args = parser.parse_args()
     (OUT / "logs").mkdir(parents=True, exist_ok=True)
     media = speech_of_minutes(args.minutes, OUT)
-    given = "" if args.minutes == 30 else f' SCALE_ARGS="--minutes {args.minutes:g}"'
-    command = f"make bench-scale{given}"
+    given = " ".join(sys.argv[1:])  # as run: the equivalent make command
+    command = f'make bench-scale SCALE_ARGS="{given}"' if given else "make bench-scale"
     settings = {"command": command, "minutes": args.minutes, "rounds": args.rounds,
-                "partitions": PARTITIONS, "configs": CONFIGS, "model": "tiny.en int8", "beam": 5,
-                "environment": WORKER_MALLOC, "cpu": cpu_priority()}  # fmt: skip
+                "patience": args.patience, "partitions": PARTITIONS, "configs": CONFIGS,
+                "model": "tiny.en int8", "beam": 5, "environment": WORKER_MALLOC,
+                "cpu": cpu_priority()}  # fmt: skip
     port = free_port()
     broker = EmbeddedBroker("127.0.0.1", port, OUT / "logs" / "scale-tansu.log")
     asyncio.run(broker.start())
