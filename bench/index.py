@@ -812,7 +812,9 @@ def run_all(patience: float = 600) -> None:
     queries_path = OUT / "queries.npz"
     queries = embed_queries(queries_path, model_dir)
     wait_for_quiet(patience=patience)
-    settings = {"command": "make bench-index", "passages": PASSAGES, "dimension": DIMENSION,
+    given = " ".join(sys.argv[1:])  # as run: `python -m bench.index` with these arguments
+    command = f"python -m bench.index {given}" if given else "make bench-index"
+    settings = {"command": command, "patience": patience, "passages": PASSAGES, "dimension": DIMENSION,
                 "queries": QUERIES, "query_source": queries, "k": K, "candidates": CANDIDATES,
                 "ledger_chunks": LEDGER_CHUNKS, "media_minutes": MEDIA_MINUTES}  # fmt: skip
     run = results.started(settings)
