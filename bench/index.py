@@ -815,8 +815,9 @@ def run_all(patience: float = 600) -> None:
     given = " ".join(sys.argv[1:])  # as run: `python -m bench.index` with these arguments
     command = f"python -m bench.index {given}" if given else "make bench-index"
     settings = {"command": command, "patience": patience, "passages": PASSAGES,
-                "dimension": DIMENSION, "queries": QUERIES, "query_source": queries, "k": K, "candidates": CANDIDATES,
-                "ledger_chunks": LEDGER_CHUNKS, "media_minutes": MEDIA_MINUTES}  # fmt: skip
+                "dimension": DIMENSION, "queries": QUERIES, "query_source": queries, "k": K,
+                "candidates": CANDIDATES, "ledger_chunks": LEDGER_CHUNKS,
+                "media_minutes": MEDIA_MINUTES}  # fmt: skip
     run = results.started(settings)
     print("a. embed worker ...", file=sys.stderr, flush=True)
     worker = measure_worker(base, model_dir)
