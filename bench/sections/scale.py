@@ -18,8 +18,8 @@ def best(rounds: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
 
 def _cpu(cpu: dict[str, Any]) -> str:
     if cpu["cgroup"] is None:
-        return "no cpu weighting"
-    return f"cpu cgroup `{cpu['cgroup']}` with cpu.shares {cpu['shares']} (others: 1024)"
+        return "CPU weighting: none"
+    return f"CPU weighting: cgroup `{cpu['cgroup']}`, cpu.shares {cpu['shares']} (others: 1024)"
 
 
 def _row(r: dict[str, Any], base: float, audio: float) -> list[str]:
