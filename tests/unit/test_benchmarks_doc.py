@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from bench import render
 
 ROOT = Path(__file__).parents[2]
