@@ -67,7 +67,7 @@ bench-box: install
 bench-scale: install
 	$(PY) -m bench.scale $(SCALE_ARGS)
 
-# this pipeline's transcriber (batch 1 and 8), transcribe(path) and BatchedInferencePipeline
+# this pipeline's transcriber (batch 1, 4 and 8), transcribe(path) and BatchedInferencePipeline
 # (batch 8) on one file of held-out style speech, same threads and environment: audio s per s,
 # peak RSS, WER (MINUTES=10 for a longer file)
 MINUTES ?= 3
