@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,12 +25,15 @@ from bench.media import big_wav, speech_of_minutes
 from bench.peaks import run_measured
 from bench.sections.pipeline import ALONE, DECODER
 from bench.stack import STREAMSCRIBE, MediaServer, Stack
+from streamscribe.cli.supervisor import WORKER_MALLOC
 
 OUT = Path("bench/out")
 THREADS = 2
 
 
 SUBMIT_PREFIX = "bench-submit."  # topics nothing in the pipeline consumes
+# the baselines get the environment `up` gives the pipeline's workers: the same conditions
+BASELINE_ENV = {**os.environ, **WORKER_MALLOC}
 SOAK_MEDIA = 200  # short media in a row; transcribe's RSS after the 20th and after the last
 
 
@@ -80,16 +84,18 @@ def measure_length(minutes: float, server: MediaServer) -> Row:
         )
         passages = _passages(stack, media_id, OUT / f"passages-{minutes:g}.json")
     naive = run_measured([sys.executable, "-m", "bench.baselines", "whisper", str(media),
-                          str(THREADS)])  # fmt: skip
+                          str(THREADS)], env=BASELINE_ENV)  # fmt: skip
     result = json.loads(naive.stdout)
     row.peaks["naive whisper"] = naive.peak_bytes
     row.naive_audio_seconds, row.naive_seconds = result["audio_seconds"], result["seconds"]
     batched = run_measured([sys.executable, "-m", "bench.baselines", "batched", str(media),
-                            str(THREADS)])  # fmt: skip
+                            str(THREADS)], env=BASELINE_ENV)  # fmt: skip
     row.peaks["batched whisper"] = batched.peak_bytes
     result = json.loads(batched.stdout)
     row.batched_seconds = result["seconds"]
-    st = run_measured([sys.executable, "-m", "bench.baselines", "embed", str(passages)])
+    st = run_measured(
+        [sys.executable, "-m", "bench.baselines", "embed", str(passages)], env=BASELINE_ENV
+    )
     row.peaks["naive sentence-transformers"] = st.peak_bytes
     return row
 
@@ -164,7 +170,7 @@ def main() -> None:
     command = "make bench" + (" BENCH_ARGS=--long" if args.long else "")
     settings = {"command": command, "minutes": lengths, "threads": THREADS,
                 "model": "tiny.en int8", "embed": "all-MiniLM-L6-v2, lean ONNX int8 backend",
-                "soak_media": SOAK_MEDIA}  # fmt: skip
+                "soak_media": SOAK_MEDIA, "environment": WORKER_MALLOC}  # fmt: skip
     run = results.started(settings)
     with MediaServer(OUT) as server:
         rows = [asdict(measure_length(minutes, server)) for minutes in lengths]
