@@ -76,7 +76,11 @@ def render(results: dict[str, Any]) -> str:
             HEADING,
             "",
             f"Made by `{s['command']}`. {conditions(results)} Whisper {s['model']}, "
-            f"{s['threads']} threads; {s['embed']} unless noted. Peak RSS in MB:",
+            f"{s['threads']} threads; {s['embed']} unless noted. The pipeline's workers and the "
+            "naive baselines ran with the same malloc settings (the ones `up` gives its "
+            "workers): "
+            + ", ".join(f"`{k}={v}`" for k, v in s["environment"].items())
+            + ". Peak RSS in MB:",
             "",
             *table(["media", *PEAKS.values()], peaks),
             "",
