@@ -34,11 +34,19 @@ def commit() -> str:
     return done.stdout.strip() or "unknown"
 
 
+def uncommitted() -> bool:
+    """Whether the tracked files differ from the commit: the code run is then not the commit's."""
+    done = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                          capture_output=True, text=True)  # fmt: skip
+    return bool(done.stdout.strip())
+
+
 def started(settings: dict[str, Any]) -> dict[str, Any]:
     """The conditions at the start of a run; `finish` adds the load after and the figures."""
     return {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "commit": commit(),
+        "uncommitted_changes": uncommitted(),
         "machine": machine(),
         "load_before": load_average(),
         "settings": settings,

@@ -10,8 +10,14 @@ MB = 1_000_000
 def conditions(results: dict[str, Any]) -> str:
     """Date, commit, machine and load of a run, as one sentence."""
     m = results["machine"]
+    changed = {
+        True: " with uncommitted changes",
+        False: "",
+        None: " (uncommitted changes not recorded)",  # results written before the field
+    }[results.get("uncommitted_changes")]
     return (
-        f"Run on {results['date'][:10]} at commit `{results['commit'][:10]}`: {m['cores']} cores "
+        f"Run on {results['date'][:10]} at commit `{results['commit'][:10]}`{changed}: "
+        f"{m['cores']} cores "
         f"({m['cpu']}), {m['ram_bytes'] / 2**30:.0f} GiB RAM, no GPU; 1-minute load average "
         f"{results['load_before']:.2f} before, {results['load_after']:.2f} after."
     )
