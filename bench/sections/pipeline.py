@@ -11,7 +11,8 @@ DECODER = "decoder child of submit FILE"
 ALONE = "transcribe alone"
 PEAKS = {
     "ingest": "ingest", "transcribe": "transcribe", ALONE: "transcribe alone",
-    "embed": "embed (lean)", "submit FILE": "submit FILE", DECODER: "its decoder child",
+    "embed": "embed (lean)", "submit FILE": "submit FILE",
+    DECODER: "submit FILE or its decoder child, the larger (rusage)",
     "naive whisper": "naive whisper", "batched whisper": "batched whisper",
     "naive sentence-transformers": "naive sentence-transformers",
 }  # fmt: skip
