@@ -58,37 +58,35 @@ lint: install
 	$(VENV)/bin/ruff format --check $(SOURCES) tests bench
 	$(VENV)/bin/mypy
 
-# BENCH_ARGS=--long adds the 180-minute media; the report goes to docs/benchmarks.md
+# Every bench writes its raw results to docs/bench/<name>.json and re-renders docs/benchmarks.md
+# from those files (`python -m bench.render`). BENCH_ARGS=--long adds the 180-minute media
 bench: install
 	$(PY) -m bench.run $(BENCH_ARGS)
 
-# the SQLite index at 200 000 passages (pre-filled once, kept in bench/out/index); appends or
-# replaces its own section of docs/benchmarks.md
+# the SQLite index at 200 000 passages (pre-filled once, kept in bench/out/index)
 bench-index: install
 	$(PY) -m bench.index
 
 # one small box (run as root): `up --single-process` in a 512 MiB memory cgroup on 180 minutes
 # of speech by URL plus a 60-minute local file, beside the multi-process stack; the embedded
-# broker over 1 GB of traffic. BOX_ARGS="--soak 8" adds 8 hours of soak. Appends or replaces its
-# own section of docs/benchmarks.md
+# broker under 1 GB of steady traffic. BOX_ARGS="--soak 8" adds 8 hours of soak
 bench-box: install
 	$(PY) -m bench.box $(BOX_ARGS)
 
 # transcribe workers sharing one media: 1 worker x 1 thread, 2 workers x 1 thread, 1 worker x 2
-# threads on 30 minutes of speech (SCALE_ARGS="--minutes 3" for a quick check); appends or
-# replaces its own section of docs/benchmarks.md
+# threads on 30 minutes of speech, 2 alternating rounds (SCALE_ARGS="--minutes 3" for a quick check)
 bench-scale: install
 	$(PY) -m bench.scale $(SCALE_ARGS)
 
-# this pipeline's transcriber (batch 1 and 8), transcribe(path) and BatchedInferencePipeline
-# (batch 8) on one file of held-out style speech, same threads: audio s per s, peak RSS, WER
-# (MINUTES=10 for a longer file); replaces its own section of docs/benchmarks.md
+# this pipeline's transcriber (batch 1, 4 and 8), transcribe(path) and BatchedInferencePipeline
+# (batch 8) on one file of held-out style speech, same threads and environment: audio s per s,
+# peak RSS, WER (MINUTES=10 for a longer file)
 MINUTES ?= 3
 bench-transcribe: install
 	$(PY) -m bench.transcribers --minutes $(MINUTES)
 
 # `streamscribe search` against a running stack (2 minutes of speech indexed): whole command and
-# the HTTP request alone; replaces its own section of docs/benchmarks.md
+# the HTTP request alone
 bench-api: install
 	$(PY) -m bench.api
 

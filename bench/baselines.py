@@ -7,7 +7,8 @@
                                                       (what this pipeline's transcriber gives)
     python -m bench.baselines ours MEDIA THREADS N    this pipeline's transcriber on the file's
                                                       chunks (ingest's chunk source, cut before
-                                                      the clock starts), N chunks per batch
+                                                      the clock starts, timed apart as
+                                                      cut_seconds), N chunks per batch
     python -m bench.baselines embed PASSAGES.json     sentence-transformers on the same passages
 
 Each prints one JSON line: the seconds the work took and what it processed (the transcribers:
@@ -63,7 +64,9 @@ def ours(path: str, threads: int, batch: int) -> dict[str, object]:
     async def send(chunk: AudioChunk) -> None:
         chunks.append(chunk)
 
+    cutting = time.monotonic()
     asyncio.run(publish_file(Path(path), MediaRef("f-bench", "file:bench"), IngestSection(), send))
+    cut_seconds = time.monotonic() - cutting
     section = TranscribeSection(cpu_threads=threads, batch_size=batch)
     transcriber = Transcriber(section, Path(os.environ.get("STREAMSCRIBE_DATA_DIR", "data")))
     started = time.monotonic()
@@ -76,7 +79,9 @@ def ours(path: str, threads: int, batch: int) -> dict[str, object]:
             results = transcriber.transcribe_chunks(items)
         texts += [segment.text for result in results for segment in result.segments]
     audio = chunks[-1].end if chunks else 0.0
-    return {"seconds": time.monotonic() - started, "audio_seconds": audio, "text": " ".join(texts)}
+    seconds = time.monotonic() - started
+    text = " ".join(texts)
+    return {"seconds": seconds, "cut_seconds": cut_seconds, "audio_seconds": audio, "text": text}
 
 
 def embed(passages_path: str) -> dict[str, object]:

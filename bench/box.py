@@ -1,6 +1,6 @@
 """`make bench-box` (`python -m bench.box [--soak HOURS] [--minutes-long 180]`): the whole
-pipeline as one process on one small box, under a 512 MiB memory cgroup; writes its section of
-docs/benchmarks.md.
+pipeline as one process on one small box, under a 512 MiB memory cgroup; writes
+docs/bench/box.json and re-renders docs/benchmarks.md.
 
 1. The box: a memory cgroup `streamscribe-box-<pid>` limited to 512 MiB (swap included), and
    `streamscribe up --single-process` started inside it, on ports, a data dir and an embedded
@@ -9,9 +9,11 @@ docs/benchmarks.md.
    client, its own peak and its decoder child's are reported apart) go in at the same time.
    Every 0.5 s: the cgroup's usage, anon (`total_rss`) and page cache, and each process's RSS.
 2. The multi-process stack (`up`, not in a cgroup) on the same two inputs, for comparison.
-3. The bounded broker: a fresh `up --single-process` with a short idle time; `--broker-gb` of
-   100 KB messages to a scratch topic nobody consumes, in 100 MB steps, each followed by a pause
-   long enough for an idle recycle; the broker's RSS after each step.
+3. The broker under steady load: a fresh `up --single-process` on its default recycle and drain
+   marks; `--broker-gb` of 100 KB messages published without pause to a scratch topic nobody
+   consumes while 1-minute media go through the pipeline one after another (never idle), so
+   the broker is bounded only by the drain path (past the drain mark new media wait, the work
+   in flight finishes, the broker restarts empty); its RSS sampled all along.
 4. `--soak HOURS` (0: skipped): 10-minute media one after another through the box until HOURS of
    them have passed; the worker's RSS after the first hour (or half, if shorter) and at the end.
 
@@ -25,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import csv
+import functools
 import itertools
 import os
 import platform
@@ -34,7 +37,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -44,23 +47,22 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from bench import render, results
 from bench.media import speech_of_minutes
 from bench.peaks import Measured, high_water_mark, run_measured
-from bench.report import write_section
 from bench.stack import STREAMSCRIBE, MediaServer, Stack
 
 MiB = 2**20
 MB = 1_000_000
 OUT = Path("bench/out")
-SECTION = "## One box (512 MiB cgroup)"
 LIMIT = 512 * MiB
 ANON_TARGET = 480 * MiB
-BROKER_GROWTH = 1.10  # the broker after the last step, at most this times after the first
 SAMPLE_SECONDS = 0.5
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 SCRATCH_TOPIC = "bench.box.scratch"  # (after the topic prefix) nothing consumes it
 MESSAGE_BYTES = 100_000  # about one media.audio message
-STEP_BYTES = 100 * MB
+PIECE_BYTES = 10 * MB  # what the scratch publisher sends per connection
+STEADY_MINUTES = 1.0  # the short media that keep the pipeline busy meanwhile
 SOAK_MINUTES = 10.0
 RECYCLED = "broker: recycled"
 STOPPING = "stopping"  # samples while the pipeline stops: kept in the CSV, not in the report
@@ -619,23 +621,24 @@ def measure_stack(server: MediaServer, long: Path, local: Path, logs: Path) -> M
     return Multi(inputs, sampler, up_lines, counts, guard)
 
 
-# -- 3. the bounded broker -----------------------------------------------------------------------
-
-
-@dataclass
-class BrokerStep:
-    published: int
-    after_step: int
-    settled: int
-    recycled: bool
+# -- 3. the broker under steady load ------------------------------------------------------------
 
 
 @dataclass
 class Bounded:
-    planned: int  # steps
+    """The broker under a steady load: short media through the pipeline one after another (so
+    it is never idle) while 100 KB messages go to a scratch topic continuously; past the drain
+    mark `up` drains the pipeline and recycles the broker."""
+
+    planned: int  # bytes to the scratch topic
+    published: int = 0
+    send_errors: int = 0  # pieces refused while the broker restarted (retried)
+    media: int = 0
+    not_indexed: int = 0
     baseline: int = 0
-    steps: list[BrokerStep] = field(default_factory=list)
+    rss: list[tuple[float, int]] = field(default_factory=list)  # (seconds in, broker RSS)
     recycles: int = 0
+    drains: int = 0
     pids: int = 0
     error: str = ""
     up_lines: list[str] = field(default_factory=list)
@@ -682,120 +685,66 @@ def _recycles(stack: Stack) -> int:
     return sum(RECYCLED in line for line in stack.lines)
 
 
-@contextlib.contextmanager
-def _supervisor_held(stack: Stack) -> Iterator[None]:
-    """`up` stopped (SIGSTOP) for the length of a step, resumed after it. Its idleness check
-    knows only the pipeline's own traffic: with nothing of the pipeline running, it would
-    recycle the broker in the middle of a step, as soon as it passes the mark. Real traffic
-    is the pipeline's, which keeps it busy; the broker and the worker run on meanwhile."""
-    assert stack.process is not None
-    stack.process.send_signal(signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        stack.process.send_signal(signal.SIGCONT)
-
-
-def measure_broker(total: int) -> Bounded:
-    stack = Stack(
-        OUT,
-        up_args=["--single-process"],
-        STREAMSCRIBE_EMBEDDED__IDLE_SECONDS="5",
-        STREAMSCRIBE_EMBEDDED__CHECK_SECONDS="2",
-        STREAMSCRIBE_EMBED__ONNX_DIR=str(onnx_model()),
-    )
+def measure_broker(server: MediaServer, total: int) -> Bounded:
+    stack = Stack(OUT, up_args=["--single-process"], **settings())
     sampler = Sampler(tree(stack))
-    bounded = Bounded(total // STEP_BYTES)
+    bounded = Bounded(total)
     try:
         with sampler, stack:
             print(f"broker: ready ({stack.data})", flush=True)
             bounded.baseline = _broker(stack)[1]
-            _steps(stack, bounded)
+            _steady(stack, server, bounded)
     finally:
         stop_left(sampler.processes.values())
     bounded.recycles = _recycles(stack)
+    bounded.drains = sum("broker: draining" in line for line in stack.lines)
     bounded.pids = len(sampler.seen.get("broker", ()))
+    bounded.rss = [(x.at, x.rss.get("broker", 0)) for x in sampler.samples]
     bounded.up_lines = events(stack)[0]
     return bounded
 
 
-def _steps(stack: Stack, bounded: Bounded) -> None:
-    """Publish step by step; a failure (up gone, the broker unreachable) ends the steps and is
-    reported, with the steps measured before it."""
-    assert stack.process is not None
+def _steady(stack: Stack, server: MediaServer, bounded: Bounded) -> None:
+    """Publish to the scratch topic from a thread, without pause, while short media go through
+    the pipeline one after another, until `planned` bytes are published. A piece refused while
+    the broker restarts is sent again; up exiting ends the run, reported."""
     bootstrap = stack.env["STREAMSCRIBE_KAFKA__BOOTSTRAP_SERVERS"]
     topic = stack.env.get("STREAMSCRIBE_TOPICS__PREFIX", "") + SCRATCH_TOPIC
-    for n in range(1, bounded.planned + 1):
-        if stack.process.poll() is not None:
-            bounded.error = f"up exited with {stack.process.returncode} before step {n}"
-            return
-        before = _recycles(stack)
-        try:
-            with _supervisor_held(stack):
-                asyncio.run(asyncio.wait_for(publish(bootstrap, topic, STEP_BYTES), 300))
+    done = threading.Event()
+
+    def publisher() -> None:
+        while bounded.published < bounded.planned and not done.is_set():
+            try:
+                asyncio.run(asyncio.wait_for(publish(bootstrap, topic, PIECE_BYTES), 300))
+                bounded.published += PIECE_BYTES
+            except Exception:
+                bounded.send_errors += 1
                 time.sleep(1)
-                after = _broker(stack)[1]
-        except Exception as exc:
-            bounded.error = f"step {n}: {exc!r}"
-            return
-        deadline = time.monotonic() + 180
-        while _recycles(stack) == before and time.monotonic() < deadline:
-            time.sleep(1)
-        recycled = _recycles(stack) > before
-        time.sleep(2)
-        settled = _broker(stack)[1]
-        bounded.steps.append(BrokerStep(n * STEP_BYTES, after, settled, recycled))
-        print(f"  broker: {n * STEP_BYTES / MB:.0f} MB published, {after / MiB:.0f} MiB "
-              f"after the step, {settled / MiB:.0f} MiB after the pause"
-              f"{' (recycled)' if recycled else ' (no recycle seen)'}", flush=True)  # fmt: skip
+        done.set()
+
+    thread = threading.Thread(target=publisher, daemon=True)
+    thread.start()
+    media = speech_of_minutes(STEADY_MINUTES, OUT)
+    try:
+        while not done.is_set():
+            assert stack.process is not None
+            if stack.process.poll() is not None:
+                bounded.error = f"up exited with {stack.process.returncode}"
+                return
+            run = MediaRun(f"steady {bounded.media}", STEADY_MINUTES)
+            submitted = submit_url(stack, f"{server.url(media)}?steady={bounded.media}", run)
+            wait_done(stack, run, submitted, time.monotonic() + 900, poll=2)
+            bounded.media += 1
+            bounded.not_indexed += run.state != "indexed"
+            rss = _broker(stack)[1]
+            print(f"  broker: {bounded.published / MB:.0f} MB published, broker "
+                  f"{rss / MiB:.0f} MiB, {_recycles(stack)} recycles", flush=True)  # fmt: skip
+    finally:
+        done.set()
+        thread.join(330)
 
 
-# -- the report ----------------------------------------------------------------------------------
-
-
-def mib(value: int | None) -> str:
-    return "n/a" if value is None else f"{value / MiB:.0f}"
-
-
-def ok(passed: bool) -> str:
-    return "✅" if passed else "❌"
-
-
-def _together(inputs: Inputs) -> MediaRun:
-    """Both media as one: their audio over the longer wall time (they ran at the same time)."""
-    runs = (inputs.long, inputs.file)
-    walls = [r.seconds for r in runs if r.seconds is not None]
-    seconds = max(walls) if len(walls) == len(runs) else None
-    return MediaRun("both", sum(r.minutes for r in runs), seconds=seconds)
-
-
-def _wall(run: MediaRun) -> str:
-    if run.seconds is None:
-        return "n/a"
-    minutes, seconds = divmod(round(run.seconds), 60)
-    speed = f" ({run.speed:.1f}x)" if run.speed else ""
-    return f"{minutes}:{seconds:02d}{speed}"
-
-
-PROCESS_ROWS = [
-    ("embedded broker (tansu)", ["broker"], ["broker"]),
-    ("`up` (supervisor)", ["up"], ["up"]),
-    ("worker(s)", ["worker all"], ["worker ingest", "worker transcribe", "worker embed"]),
-    ("ingest's decoder child", ["decoder"], ["decoder"]),
-]
-
-
-def _processes(sampler: Sampler) -> str:
-    """How many processes each role had over the run (a restarted worker is a new one)."""
-    counts = ", ".join(f"{label} {len(pids)}" for label, pids in sorted(sampler.seen.items()))
-    return f"Processes seen: {counts}"
-
-
-def _submitted(inputs: Inputs | None, decoder: bool) -> str:
-    """The peak of `submit FILE --wait`, or of its decoder child."""
-    if inputs is None or inputs.submit is None:
-        return "n/a"
-    return mib(inputs.decoder if decoder else inputs.submit.peak_bytes)
+# -- the results ---------------------------------------------------------------------------------
 
 
 class Load:
@@ -818,221 +767,58 @@ class Load:
             self.values.append(os.getloadavg()[0])
             self._stop.wait(15)
 
-    def __str__(self) -> str:
-        if not self.values:
-            return "not sampled"
-        mean = sum(self.values) / len(self.values)
-        return f"mean {mean:.1f}, max {max(self.values):.1f}"
 
-
-def render(
-    box: Box,
-    multi: Multi | None,
-    bounded: Bounded | None,
-    command: str,
-    load: Load,
-    logs: Path,
-) -> str:
-    s = box.sampler
-    anon, cache, usage = s.peak_of("anon"), s.peak_of("cache"), s.peak_of("usage")
-    anon_peak = anon.anon if anon else 0
-    oom = box.oom_after - box.oom_before
-    lines = [
-        SECTION,
-        "",
-        f"Made by `{command}` on {time.strftime('%Y-%m-%d')}: this machine, 2 cores, no GPU, "
-        f"Linux {platform.release()}, cgroup {box.cgroup_version}. Other work ran on it at the "
-        f"same time (1-minute load average during the run: {load}; this benchmark alone keeps "
-        f"about 2 busy), so wall times are only indicative. Memory in MiB.",
-        "",
-        f"The box: a memory cgroup with a 512 MiB limit (swap limited alike), "
-        f"`streamscribe up --single-process` inside it (the embedded Tansu broker, `up` and one "
-        f"worker with all three stages, plus ingest's decoder child while it decodes). Both media "
-        f"went in at the same time: the long one by URL over loopback HTTP, the other as "
-        f"`streamscribe submit FILE --wait` run outside the cgroup (a client: it decodes and "
-        f"publishes the chunks itself). The multi-process stack (`up`, one process per stage, "
-        f"no cgroup) took the same two inputs the same way, in the same run, after the box. "
-        f"Samples every {SAMPLE_SECONDS} s; per-process peaks are each process's own high-water "
-        f"mark (VmHWM), the largest seen for that role. The embed model's int8 ONNX export is "
-        f"made once beforehand, outside the cgroup, and shared (`STREAMSCRIBE_EMBED__ONNX_DIR`): "
-        f"a worker that makes it at first start does so in a child that loads torch, which the "
-        f"512 MiB limit OOM-kills. The Whisper int8 copy is written at first start, in the box.",
-        "",
-        "| media | box: state | box: wall (audio x) | stack: state | stack: wall (audio x) |",
-        "|---|---|---|---|---|",
-    ]
-    pairs: list[tuple[MediaRun, MediaRun | None]] = [
-        (box.inputs.long, multi.inputs.long if multi else None),
-        (box.inputs.file, multi.inputs.file if multi else None),
-    ]
-    for in_box, in_stack in pairs:
-        lines.append(
-            f"| {in_box.name} | {in_box.state} | {_wall(in_box)} "
-            f"| {in_stack.state if in_stack else 'not run'} "
-            f"| {_wall(in_stack) if in_stack else 'n/a'} |"
-        )
-    ours_both = _wall(_together(box.inputs))
-    theirs_both = _wall(_together(multi.inputs)) if multi else "n/a"
-    lines.append(f"| both, first submit to last indexed | | {ours_both} | | {theirs_both} |")
-    lines += [
-        "",
-        "| the box's cgroup | MiB |",
-        "|---|---|",
-        f"| limit | {mib(LIMIT)} |",
-        f"| `memory.max_usage_in_bytes` (kernel's peak of usage: anon + page cache) "
-        f"| {mib(box.max_usage)} |",
-        f"| peak sampled usage | {mib(usage.usage if usage else None)} |",
-        f"| **peak sampled anon (`total_rss`)** | **{mib(anon_peak)}** |",
-        f"| peak sampled page cache (`total_cache`) | {mib(cache.cache if cache else None)} |",
-        f"| peak sampled sum of the processes' RSS | {mib(s.peak_sum())} |",
-        f"| OOM kills (`oom_kill` before → after) | {box.oom_before} → {box.oom_after} |",
-        f"| `memory.failcnt` (charges the limit refused) | {box.failcnt} |",
-    ]
-    if anon:
-        at = ", ".join(f"{k} {mib(v)}" for k, v in sorted(anon.rss.items()) if v)
-        lines += ["", f"At the anon peak ({anon.at / 60:.1f} min in) the processes held: {at}."]
-    lines += [
-        "",
-        "| phase (box) | from | anon: median | anon: peak | worker RSS: median "
-        "| worker RSS: peak | broker RSS at its end |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for name, samples in s.in_phases():
+def _sampled(sampler: Sampler) -> dict[str, Any]:
+    """What the report needs of a sampler's samples (all of them go to the CSV)."""
+    anon = sampler.peak_of("anon")
+    phases = []
+    for name, samples in sampler.in_phases():
         if not samples or name == STOPPING:
             continue
         anons = sorted(x.anon for x in samples)
         workers = sorted(x.rss.get("worker all", 0) for x in samples)
-        lines.append(
-            f"| {name} | {samples[0].at / 60:.1f} min | {mib(anons[len(anons) // 2])} "
-            f"| {mib(anons[-1])} | {mib(workers[len(workers) // 2])} | {mib(workers[-1])} "
-            f"| {mib(samples[-1].rss.get('broker'))} |"
-        )
-    lines += [
-        "",
-        "Usage and its kernel high-water mark count the page cache the box caused: the "
-        "downloaded media in the temp dir, the SQLite file and its WAL, the model files read. "
-        "The kernel reclaims clean cache when the cgroup reaches its limit rather than kill "
-        "anything, so usage at the limit is expected and harmless (`failcnt` counts the charges "
-        "the limit refused); anonymous memory (`total_rss`) cannot be reclaimed without swap "
-        "and is what the OOM killer acts on, so the target is on anon. The memory guard measures "
-        "the same figure (the whole cgroup's anon) against the limit: it pauses consumption at "
-        "90% (461 MiB) and resumes below 80%.",
-        "",
-        "| process | box (in the cgroup) | multi-process stack |",
-        "|---|---|---|",
-    ]
-    for title, box_labels, stack_labels in PROCESS_ROWS:
-        ours = " + ".join(mib(s.peaks.get(label)) for label in box_labels)
-        theirs = "n/a"
-        if multi:
-            named = (f"{label.removeprefix('worker ')} {mib(multi.sampler.peaks.get(label))}"
-                     for label in stack_labels)  # fmt: skip
-            theirs = (
-                " / ".join(named)
-                if len(stack_labels) > 1
-                else mib(multi.sampler.peaks.get(stack_labels[0]))
-            )
-        lines.append(f"| {title} | {ours} | {theirs} |")
-    box_rows = {label for _, labels, _ in PROCESS_ROWS for label in labels}
-    stack_rows = {label for _, _, labels in PROCESS_ROWS for label in labels}
-    ours_sum = sum(v for k, v in s.peaks.items() if k in box_rows)
-    theirs_sum = sum(v for k, v in multi.sampler.peaks.items() if k in stack_rows) if multi else 0
-    lines.append(
-        f"| sum of the peaks above | {mib(ours_sum)} | {mib(theirs_sum) if multi else 'n/a'} |"
-    )
-    others = {k: v for k, v in s.peaks.items() if k not in box_rows}
-    if multi:
-        others |= {f"{k} (stack)": v for k, v in multi.sampler.peaks.items() if k not in stack_rows}
-    if others:
-        listed = ", ".join(f"{k} {mib(v)}" for k, v in sorted(others.items()))
-        lines.append(f"| other processes seen (short-lived) | {listed} | |")
-    lines.append(
-        f"| peak sampled sum of RSS | {mib(s.peak_sum())} "
-        f"| {mib(multi.sampler.peak_sum()) if multi else 'n/a'} |"
-    )
-    for title, decoder in (("`submit FILE --wait` (the CLI, outside any cgroup)", False),
-                           ("its decoder child", True)):  # fmt: skip
-        ours = _submitted(box.inputs, decoder)
-        theirs = _submitted(multi.inputs if multi else None, decoder)
-        lines.append(f"| {title} | {ours} | {theirs} |")
-    lines += ["", "What `up` printed after `streamscribe ready`, and what the workers logged:", ""]
-    for name, run_lines, counts, workers in (
-        ("box", box.up_lines, box.counts, _processes(s)),
-        *((("stack", multi.up_lines, multi.counts, _processes(multi.sampler)),) if multi else ()),
-    ):
-        said = "; ".join(f"`{line}`" for line in run_lines) or "nothing"
-        logged = ", ".join(f"{k}: {v}" for k, v in counts.items())
-        lines.append(f"- {name}: {said}. Logged: {logged}. {workers}.")
-    if box.guard:
-        lines.append(f"- the box's memory guard: {'; '.join(box.guard)}.")
-    if box.soak:
-        soak = box.soak
-        marks = "; ".join(
-            f"after {h:.2f} h: worker {mib(w)}, broker {mib(b)}" for h, w, b in soak.marks
-        )
-        lines += [
-            "",
-            f"Soak in the box: {soak.media} media of {SOAK_MINUTES:g} minutes one after another "
-            f"({soak.hours:g} h of media, {soak.failed} not indexed); RSS {marks}.",
-        ]
-    if bounded:
-        lines += [
-            "",
-            f"Bounded broker: a fresh `up --single-process` (not in the cgroup) with "
-            f"`STREAMSCRIBE_EMBEDDED__IDLE_SECONDS=5`, `CHECK_SECONDS=2` and the default recycle "
-            f"mark (64 MiB); {MESSAGE_BYTES // 1000} KB messages to `{SCRATCH_TOPIC}`, a topic "
-            f"nothing consumes, in {STEP_BYTES // MB} MB steps, each followed by a pause long "
-            f"enough for an idle recycle. `up` is held (SIGSTOP) while a step is published and "
-            f"let go (SIGCONT) after it: its idleness check knows only the pipeline's own "
-            f"traffic, so it would recycle the broker in the middle of a step. Broker RSS at "
-            f"start {mib(bounded.baseline)}; recycles seen {bounded.recycles}; broker pids "
-            f"{bounded.pids}.",
-            "",
-            "| published | broker RSS after the step | after the pause | recycled |",
-            "|---|---|---|---|",
-        ]
-        for step in bounded.steps:
-            lines.append(
-                f"| {step.published / MB:.0f} MB | {mib(step.after_step)} | {mib(step.settled)} "
-                f"| {'yes' if step.recycled else 'no'} |"
-            )
-        recycling = sum("broker: recycling" in line for line in bounded.up_lines)
-        recycled = sum(RECYCLED in line for line in bounded.up_lines)
-        rest = [line for line in bounded.up_lines if not line.startswith("broker: recycl")]
-        said = "".join(f"; `{line}`" for line in rest)
-        lines += [
-            "",
-            f"`up` printed `broker: recycling the embedded broker (… MiB, idle)` {recycling} "
-            f"times and `broker: recycled; streamscribe ready` {recycled} times{said}.",
-        ]
-        if bounded.error:
-            lines.append(f"The steps ended early: {bounded.error}.")
-    lines += ["", "| target | measured | met |", "|---|---|---|"]
-    indexed = all(r.state == "indexed" for r in (box.inputs.long, box.inputs.file))
-    lines += [
-        f"| both media indexed in the box | {box.inputs.long.state}, {box.inputs.file.state} "
-        f"| {ok(indexed)} |",
-        f"| cgroup anon peak ≤ 480 MiB | {mib(anon_peak)} MiB | {ok(anon_peak <= ANON_TARGET)} |",
-        f"| OOM kills 0 | {oom} | {ok(oom == 0)} |",
-    ]
-    if bounded and bounded.steps:
-        first, last = bounded.steps[0].after_step, bounded.steps[-1].after_step
-        complete = len(bounded.steps) == bounded.planned
-        done = "" if complete else f", only {len(bounded.steps)} of {bounded.planned} steps"
-        lines.append(
-            f"| broker RSS after {bounded.planned * STEP_BYTES / MB:.0f} MB within 10% of after "
-            f"the first {STEP_BYTES // MB} MB | {mib(first)} → {mib(last)} MiB "
-            f"({last / first:.2f}x{done}) | {ok(complete and last <= first * BROKER_GROWTH)} |"
-        )
-    if box.soak and box.soak.marks:
-        first_w, last_w = box.soak.marks[0][1], box.soak.marks[-1][1]
-        lines.append(
-            f"| soak: nothing OOM-killed, worker RSS {mib(first_w)} → {mib(last_w)} MiB "
-            f"| {oom} OOM kills, {box.soak.failed} not indexed "
-            f"| {ok(oom == 0 and box.soak.failed == 0)} |"
-        )
-    lines += ["", f"Samples and logs of this run: `{logs}`.", ""]
-    return "\n".join(lines)
+        phases.append({
+            "name": name, "from_seconds": samples[0].at,
+            "anon_median": anons[len(anons) // 2], "anon_peak": anons[-1],
+            "worker_median": workers[len(workers) // 2], "worker_peak": workers[-1],
+            "broker_at_end": samples[-1].rss.get("broker"),
+        })  # fmt: skip
+    return {
+        "peaks": sampler.peaks,
+        "seen": {label: len(pids) for label, pids in sorted(sampler.seen.items())},
+        "peak_sum": sampler.peak_sum(),
+        "anon_peak": {"at": anon.at, "anon": anon.anon, "rss": anon.rss} if anon else None,
+        "usage_peak": max((x.usage for x in sampler.samples), default=0),
+        "cache_peak": max((x.cache for x in sampler.samples), default=0),
+        "phases": phases,
+    }
+
+
+def _inputs(inputs: Inputs) -> dict[str, Any]:
+    return {
+        "long": asdict(inputs.long),
+        "file": asdict(inputs.file),
+        "submit_peak": inputs.submit.peak_bytes if inputs.submit else None,
+        "decoder_peak": inputs.decoder if inputs.submit else None,
+    }
+
+
+def figures(box: Box, multi: Multi | None, bounded: Bounded | None, load: Load) -> dict[str, Any]:
+    return {
+        "load_during": load.values,
+        "box": {
+            "inputs": _inputs(box.inputs), "sampled": _sampled(box.sampler),
+            "max_usage": box.max_usage, "oom_before": box.oom_before, "oom_after": box.oom_after,
+            "failcnt": box.failcnt, "cgroup_version": box.cgroup_version,
+            "up_lines": box.up_lines, "counts": box.counts, "guard": box.guard,
+            "soak": asdict(box.soak) if box.soak else None,
+        },
+        "stack": None if multi is None else {
+            "inputs": _inputs(multi.inputs), "sampled": _sampled(multi.sampler),
+            "up_lines": multi.up_lines, "counts": multi.counts,
+        },
+        "broker": asdict(bounded) if bounded else None,
+    }  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -1056,7 +842,6 @@ def main() -> None:
     parser.add_argument("--soak", type=float, default=0, help="hours of soak media (0: none)")
     parser.add_argument("--broker-gb", type=float, default=1, help="through the broker, GB")
     parser.add_argument("--no-stack", action="store_true", help="skip the multi-process stack")
-    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench.box creates a memory cgroup: run it as root")
@@ -1064,9 +849,7 @@ def main() -> None:
     logs = OUT / f"box-run-{time.strftime('%Y%m%d-%H%M%S')}"
     logs.mkdir()
     given = " ".join(sys.argv[1:])
-    command = f"python -m bench.box {given}".strip()
-    if "MAKELEVEL" in os.environ:  # run by `make bench-box`
-        command = f'make bench-box BOX_ARGS="{given}"' if given else "make bench-box"
+    command = f'make bench-box BOX_ARGS="{given}"' if given else "make bench-box"
     long = speech_of_minutes(args.minutes_long, OUT)
     local = speech_of_minutes(args.minutes_file, OUT)
     failures: list[str] = []
@@ -1080,6 +863,11 @@ def main() -> None:
             failures.append(f"{name}: {exc!r}")
             return None
 
+    given_settings = {**vars(args), "command": command, "limit_bytes": LIMIT,
+                      "kernel": platform.release(), "sample_seconds": SAMPLE_SECONDS,
+                      "logs": str(logs), "message_bytes": MESSAGE_BYTES,
+                      "steady_minutes": STEADY_MINUTES}  # fmt: skip
+    run = results.started(given_settings)
     with _terminated_as_exit(), Load() as load:
         try:
             with MediaServer(OUT) as server:
@@ -1087,15 +875,13 @@ def main() -> None:
                 multi = None
                 if not args.no_stack:
                     multi = attempt("stack", lambda: measure_stack(server, long, local, logs))
-            total = int(args.broker_gb * 1000 * MB)
-            bounded = attempt("broker", lambda: measure_broker(total)) if total else None
+                total = int(args.broker_gb * 1000 * MB)
+                steady = functools.partial(measure_broker, server, total)
+                bounded = attempt("broker", steady) if total else None
         finally:
             stop_left(psutil.Process().children(recursive=True), grace=5)
-    report = render(box, multi, bounded, command, load, logs)
-    if failures:
-        report = report.rstrip("\n") + "\n\nFailed: " + "; ".join(failures) + "\n"
-    print(report)
-    write_section(args.out, SECTION, report)
+    results.finish("box", run, {**figures(box, multi, bounded, load), "failures": failures})
+    render.main()
 
 
 if __name__ == "__main__":

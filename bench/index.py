@@ -1,5 +1,5 @@
 """`make bench-index` (`python -m bench.index`): the embedded index (SQLite + sqlite-vec + FTS5,
-with the media ledger) at 200 000 passages; prints a table and writes its section of
+with the media ledger) at 200 000 passages; writes docs/bench/index.json and re-renders
 docs/benchmarks.md.
 
 Steps, each measured in processes of its own:
@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import random
 import shutil
 import signal
@@ -40,7 +39,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +47,12 @@ import apsw
 import numpy as np
 import numpy.typing as npt
 
+from bench import render, results
 from bench.peaks import high_water_mark, run_measured
-from bench.report import write_section
 from bench.stack import STREAMSCRIBE, free_port
 from streamscribe.cli.supervisor import WORKER_MALLOC
 from streamscribe.embed.store.index import CANDIDATES
 
-MB = 1_000_000
 OUT = Path("bench/out/index")
 DB_NAME = "streamscribe.db"
 PASSAGES = 200_000
@@ -69,11 +67,6 @@ QUERIES = 50
 K = 10
 SEED = 20_260_101
 HIT_COLUMNS = "id, media_id, source_url, start, end, text"
-SECTION = "## Index (SQLite + sqlite-vec + FTS5)"
-
-TARGET_EMBED_RSS = 200 * MB
-TARGET_SEARCH_P50 = 0.200
-TARGET_STATUS_RATIO = 1.5
 
 
 # --------------------------------------------------------------------------- generated text
@@ -770,132 +763,19 @@ def measure_status(model_dir: Path) -> dict[int, tuple[float, float]]:
 # --------------------------------------------------------------------------- the report
 
 
-@dataclass
-class Results:
-    shape: dict[str, Any]
-    queries: str
-    worker: WorkerRun
-    search: Searched
-    cli_search: float
-    cli_search_peak: int
-    naive: Latency
-    naive_load: float
-    search_peak: Latency
-    status: dict[int, tuple[float, float]]
-    cli_import: float
-    load: tuple[float, float]  # 1-minute load average before and after the run
-
-
-def load_average() -> float:
-    return float(Path("/proc/loadavg").read_text().split()[0])
-
-
 def wait_for_quiet(limit: float = 0.5, patience: float = 600) -> None:
     """Wait (at most `patience` seconds) until the machine is idle enough to time things."""
     give_up = time.monotonic() + patience
-    if load_average() > limit:
+    if results.load_average() > limit:
         print(f"waiting for the 1-min load average to drop under {limit} ...", file=sys.stderr)
-    while load_average() > limit and time.monotonic() < give_up:
+    while results.load_average() > limit and time.monotonic() < give_up:
         time.sleep(5)
-
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} cores ({model}), {memory:.0f} GiB RAM, no GPU"
-
-
-def ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
-
-
-def render(results: Results, command: str) -> str:
-    def mb(value: int) -> str:
-        return f"{value / MB:.0f} MB"
-
-    def ok(passed: bool) -> str:
-        return "✅" if passed else "❌"
-
-    r, w, shape = results, results.worker, results.shape
-    search = r.search.latency
-    matched = statistics.median(r.search.matched) if r.search.matched else 0
-    status_ratio = r.status[1000][0] / r.status[1][0]
-    counts = shape["counts"]
-    lines = [
-        SECTION,
-        "",
-        f"Made by `{command}` on this machine ({machine()}), {time.strftime('%Y-%m-%d')}.",
-        f"The database was pre-filled with {counts['passages']:,} passages of "
-        f"{shape['media']:,} media ({shape['passages'] // shape['chunk_passages']:,} chunks): "
-        "generated English sentences of 15-40 words and random unit vectors of "
-        f"{DIMENSION} floats, written through `SQLiteVectors.upsert` and `Ledger.store_chunk` "
-        f"({shape['bytes'] / MB:,.0f} MB on disk, {shape['seconds']:.0f} s to write). "
-        f"Queries: {r.queries}; each mode is warmed by one search first, the OS page cache is "
-        "warm. Peak RSS is the kernel's high-water mark (VmHWM / rusage), MB = 10⁶ bytes.",
-        "",
-        "| measure | figure | target | met |",
-        "|---|---|---|---|",
-        f"| a. embed worker peak RSS, 60-min media (120 transcripts, {w.passages:,} passages) "
-        f"into {counts['passages']:,} | {mb(w.peak)} (at ready: {mb(w.peak_ready)}) "
-        f"| ≤ {mb(TARGET_EMBED_RSS)} | {ok(w.peak <= TARGET_EMBED_RSS)} |",
-        f"| a. time to index the 120 chunks (publish to ledger `indexed`) "
-        f"| {w.index_seconds:.1f} s | | |",
-    ]
-    for mode in ("vector", "keyword", "hybrid"):
-        lat = search[mode]
-        lines.append(
-            f"| b. `Index.search` {mode}, k={K}, p50 / p95 | {ms(lat.p50)} / {ms(lat.p95)} "
-            f"| p50 ≤ {ms(TARGET_SEARCH_P50)} | {ok(lat.p50 <= TARGET_SEARCH_P50)} |"
-        )
-    lines += [
-        f'| b. `streamscribe search "…" --json` (hybrid), whole process asking the HTTP API '
-        f"(its model loaded), median of 5 | {ms(r.cli_search)} (peak {mb(r.cli_search_peak)}) "
-        "| | |",
-        f"| b. naive: numpy brute-force cosine top-{K} over the same vectors in memory, p50 / p95 "
-        f"| {ms(r.naive.p50)} / {ms(r.naive.p95)} (peak {mb(r.naive.peak)}, "
-        f"{r.naive_load:.1f} s to load) | | |",
-        f"| c. `streamscribe status MEDIA --json`, median of 7, 1 media in the ledger "
-        f"| {ms(r.status[1][0])} | | |",
-        f"| c. the same, 1 000 media ({LEDGER_CHUNKS} chunks each) | {ms(r.status[1000][0])} "
-        f"({status_ratio:.2f}x) | ≤ {TARGET_STATUS_RATIO}x | "
-        f"{ok(status_ratio <= TARGET_STATUS_RATIO)} |",
-        f"| c. `Ledger.get` in-process, median, 1 / 1 000 media "
-        f"| {r.status[1][1] * 1e6:.0f} µs / {r.status[1000][1] * 1e6:.0f} µs | | |",
-        f"| d. peak RSS: open the index, {QUERIES} vector + {QUERIES} hybrid searches at "
-        f"{counts['passages']:,} | {mb(r.search_peak.peak)} | LanceDB: 825 MB | "
-        f"{ok(r.search_peak.peak < 825 * MB)} |",
-        "",
-        "Notes, from the same run:",
-        "",
-        f"- Hybrid is a vector and a keyword search of {CANDIDATES} candidates each, fused: "
-        f"p50 {ms(search['hybrid'].p50)}, against {ms(search['vector'].p50)} + "
-        f"{ms(search['keyword'].p50)} for the two apart.",
-        f"- A keyword query matches a median of {matched:,.0f} of the "
-        f"{counts['passages']:,} passages (any of its words other than stop words may "
-        "match), and BM25 scores every match before the top "
-        f"{CANDIDATES} are kept. With stop words kept (before): all 200,000 matched and "
-        "hybrid p50 was 249.9 ms.",
-        f"- sqlite-vec searches exactly (every vector, every query): "
-        f"{ms(search['vector'].p50)} against {ms(r.naive.p50)} for numpy over the same vectors "
-        f"held in memory, which costs {mb(r.naive.peak)} of RSS where the index costs "
-        f"{mb(r.search_peak.peak)}.",
-        "- The CLI's `search` and `status` are whole processes: `python -c 'import "
-        f"streamscribe.cli.main'` alone takes {ms(r.cli_import)} (median of 7).",
-        f"- 1-minute load average before / after the run: {r.load[0]:.2f} / {r.load[1]:.2f}.",
-        "",
-    ]
-    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     parser.add_argument(
         "--patience", type=float, default=600, help="Seconds to wait for a quiet machine."
     )
@@ -921,10 +801,10 @@ def main() -> None:
     elif args.command == "naive":
         naive_child(args.directory, args.queries)
     else:
-        run_all(args.out, args.patience)
+        run_all(args.patience)
 
 
-def run_all(out: Path, patience: float = 600) -> None:
+def run_all(patience: float = 600) -> None:
     (OUT / "logs").mkdir(parents=True, exist_ok=True)
     base = OUT / f"prefill-{PASSAGES}"
     shape = ensure_prefill(base)
@@ -932,7 +812,13 @@ def run_all(out: Path, patience: float = 600) -> None:
     queries_path = OUT / "queries.npz"
     queries = embed_queries(queries_path, model_dir)
     wait_for_quiet(patience=patience)
-    load_before = load_average()
+    given = " ".join(sys.argv[1:])  # as run: `python -m bench.index` with these arguments
+    command = f"python -m bench.index {given}" if given else "make bench-index"
+    settings = {"command": command, "patience": patience, "passages": PASSAGES,
+                "dimension": DIMENSION, "queries": QUERIES, "query_source": queries, "k": K,
+                "candidates": CANDIDATES, "ledger_chunks": LEDGER_CHUNKS,
+                "media_minutes": MEDIA_MINUTES}  # fmt: skip
+    run = results.started(settings)
     print("a. embed worker ...", file=sys.stderr, flush=True)
     worker = measure_worker(base, model_dir)
     print("b. search ...", file=sys.stderr, flush=True)
@@ -950,13 +836,17 @@ def run_all(out: Path, patience: float = 600) -> None:
     cli_import = statistics.median(wall(importing, dict(os.environ))[0] for _ in range(7))
     print("d. search peak ...", file=sys.stderr, flush=True)
     search_peak = measure_search_peak(base, queries_path)
-    results = Results(
-        shape, queries, worker, search, cli_search, cli_peak, naive, naive_load,
-        search_peak, status, cli_import, (load_before, load_average()),
-    )  # fmt: skip
-    report = render(results, "make bench-index")
-    write_section(out, SECTION, report)
-    print(report)
+    figures = {
+        "shape": shape, "worker": asdict(worker), "search": asdict(search),
+        "cli_search_seconds": cli_search, "cli_search_peak_bytes": cli_peak,
+        "naive": asdict(naive), "naive_load_seconds": naive_load,
+        "search_peak": asdict(search_peak),
+        "status": {str(media): {"cli_seconds": cli, "get_seconds": get}
+                   for media, (cli, get) in status.items()},
+        "cli_import_seconds": cli_import,
+    }  # fmt: skip
+    results.finish("index", run, figures)
+    render.main()
 
 
 if __name__ == "__main__":

@@ -4,17 +4,20 @@ buys on one media. The media's chunks are published once (`streamscribe submit F
 under a fresh topic prefix for each configuration: 1 worker x 1 thread, 2 workers x 1 thread,
 1 worker x 2 threads. The workers start and join their group first; the wall time runs from the
 copy to the last chunk transcribed. Per worker: chunks taken (its own counter) and peak RSS (the
-kernel's high-water mark). The configurations alternate over `--rounds` (2); each keeps its
-fastest. On a shared machine, run it in a cpu cgroup weighted above the rest (the report says so):
+kernel's high-water mark); the words of the transcripts it published and the audio seconds of
+the chunks, so that what was transcribed is counted, not assumed. The configurations alternate
+over `--rounds` (2); the report keeps each one's fastest. On a shared machine, run it in a cpu
+cgroup weighted above the rest (the results record it):
   mkdir /sys/fs/cgroup/cpu/bench; echo 16384 > /sys/fs/cgroup/cpu/bench/cpu.shares
   echo $$ > /sys/fs/cgroup/cpu/bench/cgroup.procs; make bench-scale
-Writes its section of docs/benchmarks.md.
+Writes docs/bench/scale.json and re-renders docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import subprocess
@@ -23,26 +26,23 @@ import time
 import uuid
 from collections import Counter
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bench.index import load_average, machine, wait_for_quiet
+from bench import render, results
+from bench.index import wait_for_quiet
 from bench.media import speech_of_minutes
 from bench.peaks import high_water_mark
-from bench.report import write_section
 from bench.stack import CHUNKS_DONE, STREAMSCRIBE, free_port, scrape
 from streamscribe.cli.broker import EmbeddedBroker
 from streamscribe.cli.supervisor import WORKER_MALLOC
 
 OUT = Path("bench/out")
-SECTION = "## Scale-out: transcribe workers sharing one media"
 PARTITIONS = 6
 CONFIGS = ((1, 1), (2, 1), (1, 2))  # (workers, threads each)
-TARGET = 1.5  # two 1-thread workers against one
 READY_TIMEOUT = 300.0
-MB = 1_000_000
 
 
 Record = tuple[int, bytes | None, bytes, list[tuple[str, bytes]]]
@@ -55,6 +55,16 @@ class Published:
     chunks: int
     partitions: dict[int, int]  # partition -> chunks of the media in it
     records: list[Record]  # read once, so the timed copy only sends
+
+    def summary(self) -> dict[str, object]:
+        """What the chunks hold: their count, partitions and the audio seconds they cover."""
+        chunks = [json.loads(value) for _, _, value, _ in self.records]
+        return {
+            "chunks": self.chunks,
+            "partitions": self.partitions,
+            "audio_seconds": sum(c["end"] - c["start"] for c in chunks),
+            "media_end_seconds": max(c["end"] for c in chunks),
+        }
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,9 @@ class Result:
     threads: int
     seconds: float
     per_worker: list[Worker]
+    transcripts: int  # published to media.transcript, read back after the run
+    words: int  # in those transcripts
+    transcribed_seconds: float  # the chunk spans those transcripts cover
 
 
 def publish(bootstrap: str, media: Path, data: Path) -> Published:
@@ -195,7 +208,13 @@ def measure(bootstrap: str, published: Published, workers: int, threads: int) ->
             Worker(int(scrape(port, CHUNKS_DONE)), high_water_mark(process.pid))
             for process, port in processes
         ]
-    return Result(workers, threads, seconds, per_worker)
+    transcripts = asyncio.run(
+        read_exactly(bootstrap, f"{prefix}media.transcript", published.chunks)
+    )
+    events = [json.loads(value) for _, _, value, _ in transcripts]
+    words = sum(len(s["text"].split()) for e in events for s in e["segments"])
+    spans = sum(e["end"] - e["start"] for e in events)
+    return Result(workers, threads, seconds, per_worker, len(events), words, spans)
 
 
 def wait_ready(processes: list[tuple[subprocess.Popen[bytes], int]], log: Path) -> None:
@@ -218,45 +237,6 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(10)
 
 
-def render(
-    results: list[Result],
-    published: Published,
-    minutes: float,
-    load: tuple[float, float],
-    rounds: int,
-) -> str:
-    base = results[0].seconds
-    rows = []
-    for r in results:
-        chunks = " / ".join(str(w.chunks) for w in r.per_worker)
-        peaks = " / ".join(f"{w.peak_bytes / MB:.0f}" for w in r.per_worker)
-        rows.append(
-            f"| {r.workers} x {r.threads} thread{'s' if r.threads > 1 else ''} "
-            f"| {r.seconds:.0f} s | {minutes * 60 / r.seconds:.1f}x | {base / r.seconds:.2f}x "
-            f"| {chunks} | {peaks} |"
-        )
-    two = next(r for r in results if (r.workers, r.threads) == (2, 1))
-    speedup = base / two.seconds
-    shared = all(w.chunks > 0 for w in two.per_worker)
-    spread = ", ".join(f"{p}: {n}" for p, n in published.partitions.items())
-    command = "make bench-scale" + ("" if minutes == 30 else f' SCALE_ARGS="--minutes {minutes:g}"')
-    return f"""{SECTION}
-
-`{command}` on {machine()}; 1-minute load average {load[0]:.2f} before, {load[1]:.2f} after;
-{cpu_priority()}. Each configuration's best of {rounds} alternating rounds.
-One {minutes:g}-minute media of generated speech: {published.chunks} chunks in media.audio
-({PARTITIONS} partitions; chunks per partition {spread}). Transcribe only (Whisper tiny.en int8,
-beam 5), fresh worker processes per configuration, all in one consumer group.
-
-| transcribe | wall time | real time | speed-up | chunks per worker | peak RSS per worker (MB) |
-|---|---|---|---|---|---|
-{chr(10).join(rows)}
-
-- Two 1-thread workers against one: {speedup:.2f}x (target ≥ {TARGET}x) {ok(speedup >= TARGET)}
-- Both workers took chunks of the same media: {ok(shared)}
-"""
-
-
 def run_round(bootstrap: str, published: Published, number: int) -> list[Result]:
     results = []
     for workers, threads in CONFIGS:
@@ -265,33 +245,22 @@ def run_round(bootstrap: str, published: Published, number: int) -> list[Result]
     return results
 
 
-def best(rounds: list[list[Result]]) -> list[Result]:
-    """Per configuration, its fastest round: the configurations alternate, so a burst of other
-    work on the machine slows one round of one configuration, not all rounds of it."""
-    return [min(runs, key=lambda r: r.seconds) for runs in zip(*rounds, strict=True)]
-
-
-def cpu_priority() -> str:
-    """Said in the report: the bench may run in a cpu cgroup weighted above the machine's
-    other work (`cpu.shares`), which the figures depend on."""
+def cpu_priority() -> dict[str, object]:
+    """Recorded: the bench may run in a cpu cgroup weighted above the machine's other work
+    (`cpu.shares`), which the figures depend on."""
     group = next(
         (line.split(":", 2)[2] for line in Path("/proc/self/cgroup").read_text().splitlines()
          if line.split(":")[1] == "cpu"), "/",
     )  # fmt: skip
     shares = Path(f"/sys/fs/cgroup/cpu{group}/cpu.shares")
     if group == "/" or not shares.exists():
-        return "no cpu weighting"
-    return f"cpu cgroup `{group}` with cpu.shares {shares.read_text().strip()} (others: 1024)"
-
-
-def ok(passed: bool) -> str:
-    return "✅" if passed else "❌"
+        return {"cgroup": None, "shares": None}
+    return {"cgroup": group, "shares": int(shares.read_text().strip())}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--minutes", type=float, default=30, help="length of the media")
-    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     parser.add_argument(
         "--patience", type=float, default=600, help="Seconds to wait for a quiet machine."
     )
@@ -299,6 +268,12 @@ def main() -> None:
     args = parser.parse_args()
     (OUT / "logs").mkdir(parents=True, exist_ok=True)
     media = speech_of_minutes(args.minutes, OUT)
+    given = " ".join(sys.argv[1:])  # as run: the equivalent make command
+    command = f'make bench-scale SCALE_ARGS="{given}"' if given else "make bench-scale"
+    settings = {"command": command, "minutes": args.minutes, "rounds": args.rounds,
+                "patience": args.patience, "partitions": PARTITIONS, "configs": CONFIGS,
+                "model": "tiny.en int8", "beam": 5, "environment": WORKER_MALLOC,
+                "cpu": cpu_priority()}  # fmt: skip
     port = free_port()
     broker = EmbeddedBroker("127.0.0.1", port, OUT / "logs" / "scale-tansu.log")
     asyncio.run(broker.start())
@@ -306,15 +281,13 @@ def main() -> None:
         bootstrap = f"127.0.0.1:{port}"
         published = publish(bootstrap, media, OUT / "scale-data")
         wait_for_quiet(patience=args.patience)
-        before = load_average()
+        run = results.started(settings)
         rounds = [run_round(bootstrap, published, n + 1) for n in range(args.rounds)]
-        report = render(
-            best(rounds), published, args.minutes, (before, load_average()), args.rounds
-        )
     finally:
         asyncio.run(broker.stop())
-    write_section(args.out, SECTION, report)
-    print(report)
+    figures = {"media": published.summary(), "rounds": [[asdict(r) for r in rs] for rs in rounds]}
+    results.finish("scale", run, figures)
+    render.main()
 
 
 if __name__ == "__main__":
