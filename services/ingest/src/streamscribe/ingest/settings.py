@@ -40,7 +40,8 @@ class IngestSection(ServiceSection):
         2**30,
         ge=512 * 2**20,
         description="Address-space limit (RLIMIT_AS) of the decoder's child process; libav, "
-        "numpy and their threads reserve about 300 MB of it before decoding anything.",
+        "numpy and their threads reserve much of it (address space, not memory used) before "
+        "decoding anything.",
     )
     temp_quota_bytes: int = Field(
         4_000_000_000,

@@ -30,8 +30,8 @@ class TranscribeSection(ServiceSection):
         ge=1,
         le=10,
         description="Candidates sampled per temperature when a window falls back from greedy "
-        "or beam decoding (a hallucination). faster-whisper's default 5 costs about 70 MB of "
-        "peak memory on such windows and time; 1 keeps the peak at the beam search's.",
+        "or beam decoding (a hallucination). faster-whisper's default 5 adds peak memory and "
+        "time on such windows; 1 keeps the peak at the beam search's.",
     )
     language: str | None = Field(
         None,
