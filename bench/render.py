@@ -3,16 +3,15 @@ section per file, in a fixed order. A benchmark without a results file has no se
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from bench.results import RESULTS, load
 from bench.sections import api, box, index, pipeline, scale, transcribers
 
 DOC = Path("docs/benchmarks.md")
-RESULTS = Path("docs/bench")
 # results file name -> its section's module (HEADING, render), in the document's order
 SECTIONS: dict[str, ModuleType] = {
     "run": pipeline,
@@ -39,9 +38,8 @@ def load_all(directory: Path = RESULTS) -> dict[str, dict[str, Any]]:
     """Every results file in `directory` that has a renderer, by name."""
     found: dict[str, dict[str, Any]] = {}
     for name in RENDERERS:
-        path = directory / f"{name}.json"
-        if path.exists():
-            found[name] = json.loads(path.read_text())
+        if (directory / f"{name}.json").exists():
+            found[name] = load(name, directory)
     return found
 
 
