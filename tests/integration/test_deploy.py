@@ -466,16 +466,18 @@ def test_prometheus_evaluates_the_alert_rules(prometheus: Prometheus) -> None:
 def test_prometheus_evaluates_the_dashboard(prometheus: Prometheus) -> None:
     """Every dashboard query, with Grafana's variables filled in, is one the real PromQL engine
     accepts on live data (syntax, functions, vector matching)."""
-    wait_for(lambda: prometheus.query("process_resident_memory_bytes"), 30, "a scrape", 0.2)
+
+    def scraped() -> set[str]:  # the RSS panel's series: one per service
+        memory = prometheus.query('process_resident_memory_bytes{service=~".+"}')
+        return {series["metric"]["service"] for series in memory}
+
+    # every service scraped once: the queries then run on live data of each
+    wait_for(lambda: scraped() == set(SERVICES), 30, "a scrape of every service", 0.2)
     for title, expr in dashboard_queries(json.loads(DASHBOARD.read_text())):
         for variable, value in GRAFANA_VARIABLES.items():
             expr = expr.replace(variable, value)
         assert "$" not in expr, f"{title}: a Grafana variable the test does not know: {expr}"
         prometheus.query(expr)  # asserts success
-    memory = prometheus.query(
-        'process_resident_memory_bytes{service=~".+"}'
-    )  # the RSS panel's series: one per service
-    assert {series["metric"]["service"] for series in memory} == set(SERVICES)
 
 
 # --- compose, Kubernetes, Dockerfiles -----------------------------------------------------------

@@ -157,7 +157,8 @@ def _drained_under_load(
         old_broker = _broker(box)
         said.wait("draining the embedded broker", 120)
         waiting = _submit(box, media_server.url(short_speech.path.name))
-        submitted_run = (box.status(waiting) or {})["run"]
+        # the run the ledger recorded as embed read the request (it was held back, not started)
+        submitted_run = wait_for(lambda: box.status(waiting), 60, "the ledger to record it")["run"]
         said.wait("broker: recycled", 600)
         for media_id in (busy, waiting):
             status = box.wait_state(media_id, {"indexed", "failed"}, timeout=600)
