@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-SOURCES := src libs/common/src services/ingest/src services/transcribe/src services/embed/src
+SOURCES := src libs/common/src services/ingest/src services/transcribe/src services/embed/src services/api/src
 
 .PHONY: install up test test-fast system-packages test-pinecone test-images images lint bench bench-index bench-box bench-scale bench-api bench-transcribe docs clean
 
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml libs/common/pyproject.toml services/*/pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e libs/common -e services/ingest -e 'services/transcribe[multilingual]' \
-		-e services/embed -e '.[dev]'
+		-e services/embed -e services/api -e '.[dev]'
 	$(PY) -m streamscribe.embed.onnx_export  # the lean embed backend's int8 model, once
 	touch $@
 

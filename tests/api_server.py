@@ -9,20 +9,27 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import uvicorn
+from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
 
+from streamscribe.api.app import create_api
+from streamscribe.api.settings import ApiSection, ApiSettings
+from streamscribe.api.state import ApiState, Opened
 from streamscribe.common.events import Transcript
 from streamscribe.common.settings import KafkaSettings, TopicSettings
-from streamscribe.embed.api import MediaApi
+from streamscribe.embed.embedder import TextEmbedder
 from streamscribe.embed.passages import passages_for
-from streamscribe.embed.settings import EmbedSettings
 from streamscribe.embed.store.factory import open_index
 from streamscribe.embed.store.index import Index
+from streamscribe.embed.store.keys import ApiKeys, open_keys
+from streamscribe.ingest.settings import IngestSection
 
 
 class WordEmbedder:
@@ -40,26 +47,67 @@ class WordEmbedder:
         return rows
 
 
-def api_on(directory: Path, broker: KafkaBroker, chunks: Sequence[Transcript] = ()) -> MediaApi:
-    """An open API on a fresh index in `directory`, holding `chunks`."""
-    settings = EmbedSettings(data_dir=directory, kafka=KafkaSettings(), topics=TopicSettings())
-    embedder = WordEmbedder()
+@dataclass
+class ServedApi:
+    """The FastAPI app and the state its routes read."""
+
+    app: FastAPI
+    state: ApiState
+
+    @property
+    def index(self) -> Index:
+        return self.state.current.index
+
+    @property
+    def keys(self) -> ApiKeys:
+        return self.state.current.keys
+
+    def close(self) -> None:
+        if self.state.opened is not None:
+            self.index.close()
+            self.keys.close()
+            self.state.detach()
+
+
+def api_settings(directory: Path, **api: Any) -> ApiSettings:
+    """The API's settings on `directory`, fetching from loopback only (as the stacks here)."""
+    return ApiSettings(
+        data_dir=directory,
+        temp_root=directory / "tmp",
+        kafka=KafkaSettings(),
+        topics=TopicSettings(),
+        api=ApiSection(**api),
+        ingest=IngestSection(allowed_hosts=["127.0.0.1"]),
+    )
+
+
+def api_on(
+    directory: Path,
+    broker: KafkaBroker,
+    chunks: Sequence[Transcript] = (),
+    embedder: TextEmbedder | None = None,
+    **api: Any,
+) -> ServedApi:
+    """An open API on a fresh index in `directory`, holding `chunks`; `api`: its settings."""
+    settings = api_settings(directory, **api)
+    embedder = embedder or WordEmbedder()
     index: Index = open_index(settings, embedder.dimension)
     for chunk in chunks:
         passages = passages_for(chunk)
         index.store(chunk, passages, embedder.embed([p.text for p in passages]))
-    api = MediaApi(settings)
-    api.open(index, embedder, broker)
-    return api
+    state = ApiState(settings)
+    state.open(Opened(index, embedder, broker, open_keys(settings)))
+    return ServedApi(create_api(state), state)
 
 
 @contextmanager
-def serving(api: MediaApi) -> Iterator[str]:
+def serving(api: ServedApi) -> Iterator[str]:
     """`api` on a free loopback port in a thread; yields its base URL."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=port, log_level="error"))
+    config = uvicorn.Config(api.app, host="127.0.0.1", port=port, log_level="error")
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

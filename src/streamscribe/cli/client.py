@@ -41,9 +41,12 @@ def api_url(option: str | None, settings: CommonSettings, embed: ServiceSection)
 
 
 class ApiClient:
-    def __init__(self, base_url: str, timeout: float = TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self, base_url: str, timeout: float = TIMEOUT_SECONDS, key: str | None = None
+    ) -> None:
         self.base_url = base_url
         self.timeout = timeout
+        self.headers = {"Authorization": f"Bearer {key}"} if key else {}
 
     def close(self) -> None:
         """Nothing held between requests (one connection each)."""
@@ -65,6 +68,32 @@ class ApiClient:
         params: dict[str, Any] = {"q": query, "k": k} | ({"mode": mode} if mode else {})
         return dict(self._json("/search", params))
 
+    def forget(self, media_id: str) -> bool:
+        """Remove the media from the index and the ledger; False when it is unknown."""
+        try:
+            self._json(f"/media/{urllib.parse.quote(media_id, safe='')}", method="DELETE")
+        except ApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def create_key(self, name: str, scope: str) -> dict[str, Any]:
+        """A new API key; its secret is in the answer only."""
+        return dict(self._json("/keys", body={"name": name, "scope": scope}, method="POST"))
+
+    def keys(self) -> list[dict[str, Any]]:
+        return list(self._json("/keys"))
+
+    def revoke_key(self, name: str) -> bool:
+        try:
+            self._json(f"/keys/{urllib.parse.quote(name, safe='')}", method="DELETE")
+        except ApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
     @contextmanager
     def transcript(self, media_id: str, fmt: str) -> Iterator[Iterator[str]]:
         """The transcript's text, piece by piece as the API streams it."""
@@ -72,16 +101,29 @@ class ApiClient:
         with self._open(path, {"format": fmt}) as response:
             yield _text(response)
 
-    def _json(self, path: str, params: dict[str, Any] | None = None) -> Any:
-        with self._open(path, params) as response:
+    def _json(
+        self,
+        path: str,
+        params: dict[str, Any] | None = None,
+        body: Any = None,
+        method: str = "GET",
+    ) -> Any:
+        with self._open(path, params, body, method) as response:
             return json.loads(response.read())
 
     @contextmanager
-    def _open(self, path: str, params: dict[str, Any] | None) -> Iterator[HTTPResponse]:
+    def _open(
+        self, path: str, params: dict[str, Any] | None, body: Any = None, method: str = "GET"
+    ) -> Iterator[HTTPResponse]:
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        data = None if body is None else json.dumps(body).encode()
+        headers = self.headers | ({"Content-Type": "application/json"} if data else {})
+        # base_url is http(s) only (`api_url` checks it): no file:// or other scheme
+        request = urllib.request.Request(
+            f"{self.base_url}{path}{query}", data, headers, method=method
+        )
         try:
-            # base_url is http(s) only (`api_url` checks it): no file:// or other scheme
-            response = urllib.request.urlopen(f"{self.base_url}{path}{query}", timeout=self.timeout)
+            response = urllib.request.urlopen(request, timeout=self.timeout)
         except urllib.error.HTTPError as exc:
             with exc:
                 raise _refusal(exc.code, exc.read()) from None

@@ -10,6 +10,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
+import click
 import typer
 from pydantic import ValidationError
 from rich.console import Console
@@ -19,6 +20,7 @@ from rich.text import Text
 
 from streamscribe.common.errors import StreamscribeError
 from streamscribe.common.settings import CommonSettings
+from streamscribe.common.vocabulary import FORMATS, MODES, SCOPES
 
 if TYPE_CHECKING:
     from streamscribe.cli.client import ApiClient
@@ -32,6 +34,8 @@ S = TypeVar("S", bound=CommonSettings)
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 dlq_app = typer.Typer(no_args_is_help=True, help="Inspect and replay dead letters.")
 app.add_typer(dlq_app, name="dlq")
+keys_app = typer.Typer(no_args_is_help=True, help="API keys (scope admin; see the README).")
+app.add_typer(keys_app, name="keys")
 console = Console()
 errors = Console(stderr=True)
 INTERRUPTED = 130  # the shell's code for Ctrl-C
@@ -50,13 +54,6 @@ class Service(StrEnum):
     transcribe = "transcribe"
     embed = "embed"
     all = "all"  # every stage in one process, for one small box
-
-
-class Format(StrEnum):
-    txt = "txt"
-    srt = "srt"
-    vtt = "vtt"
-    json = "json"
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -150,23 +147,23 @@ def worker(service: Service) -> None:
         transcribe = _settings(TranscribeSettings)
         run(transcribe_app(transcribe), transcribe.transcribe, transcribe.log_level)
     elif service is Service.embed:
-        from streamscribe.embed.app import create_app as embed_app
-        from streamscribe.embed.settings import EmbedSettings
+        from streamscribe.api.settings import ApiSettings
+        from streamscribe.cli.onebox import embed_with_api
 
-        embed = _settings(EmbedSettings)
-        run(embed_app(embed), embed.embed, embed.log_level)
+        embed = _settings(ApiSettings)
+        run(embed_with_api(embed), embed.embed, embed.log_level)
     else:
         _run_all()
 
 
 def _run_all() -> None:
+    from streamscribe.api.settings import ApiSettings
     from streamscribe.cli.onebox import create_app as onebox_app
     from streamscribe.common.service import run
-    from streamscribe.embed.settings import EmbedSettings
     from streamscribe.ingest.settings import IngestSettings
     from streamscribe.transcribe.settings import TranscribeSettings
 
-    ingest, embed = _settings(IngestSettings), _settings(EmbedSettings)
+    ingest, embed = _settings(IngestSettings), _settings(ApiSettings)
     onebox = onebox_app(ingest, _settings(TranscribeSettings), embed)
     run(onebox, embed.embed, ingest.log_level)  # on embed's port: the API's address
 
@@ -228,7 +225,8 @@ def _client(option: str | None) -> ApiClient:
     from streamscribe.embed.settings import EmbedSettings
 
     embed = _settings(EmbedSettings)
-    return ApiClient(_ask(lambda: api_url(option, embed, embed.embed)))
+    key = embed.api_key.get_secret_value() if embed.api_key else None
+    return ApiClient(_ask(lambda: api_url(option, embed, embed.embed)), key=key)
 
 
 def _ask(call: Callable[[], T]) -> T:
@@ -288,19 +286,16 @@ def _table(columns: tuple[str, ...], ids: list[str]) -> Table:
     return table
 
 
-class Mode(StrEnum):
-    hybrid = "hybrid"
-    vector = "vector"
-    keyword = "keyword"
-
-
 @app.command()
 def search(
     query: str,
     k: Annotated[int, typer.Option("-k", min=1, max=100, help="How many passages.")] = 5,
     mode: Annotated[
-        Mode | None,
-        typer.Option(help="hybrid (default: vector and keyword fused), vector or keyword."),
+        str | None,
+        typer.Option(
+            click_type=click.Choice(MODES),
+            help="hybrid (default: vector and keyword fused), vector or keyword.",
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     api: ApiOption = None,
@@ -308,7 +303,7 @@ def search(
     """Best passages for a query, with media id, source URL, start and end seconds, score."""
     client = _client(api)
     try:
-        found = _ask(lambda: client.search(query, k, mode.value if mode else None))
+        found = _ask(lambda: client.search(query, k, mode))
     finally:
         client.close()
     hits: list[dict[str, Any]] = found["hits"]
@@ -338,7 +333,9 @@ def search(
 @app.command()
 def transcript(
     media_id: str,
-    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.txt,
+    fmt: Annotated[
+        str, typer.Option("--format", click_type=click.Choice(FORMATS), help="Output format.")
+    ] = "txt",
     api: ApiOption = None,
 ) -> None:
     """Print the transcript of one indexed media (streamed, any length)."""
@@ -346,7 +343,7 @@ def transcript(
 
     client = _client(api)
     try:
-        with client.transcript(media_id, fmt.value) as pieces:
+        with client.transcript(media_id, fmt) as pieces:
             for piece in pieces:
                 sys.stdout.write(piece)
     except ApiError as exc:
@@ -359,6 +356,57 @@ def transcript(
         raise typer.Exit(INTERRUPTED) from exc
     finally:
         client.close()
+
+
+@app.command()
+def forget(media_id: str, api: ApiOption = None) -> None:
+    """Remove a media from the index: its passages, transcript and ledger record."""
+    client = _client(api)
+    if not _ask(lambda: client.forget(media_id)):
+        raise _fail(f"no media {media_id} (streamscribe status lists them)")
+    print(f"forgot {media_id}")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: str,
+    scope: Annotated[
+        str,
+        typer.Option(
+            click_type=click.Choice(SCOPES),
+            help="read: search, status, transcripts; submit: and submit, forget; admin: all.",
+        ),
+    ] = "read",
+    api: ApiOption = None,
+) -> None:
+    """Create an API key and print it (once: only its hash is stored)."""
+    created = _ask(lambda: _client(api).create_key(name, scope))
+    errors.print(f"key {created['name']} (scope {created['scope']}); shown once, keep it:")
+    print(created["key"])
+
+
+@keys_app.command("list")
+def keys_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    api: ApiOption = None,
+) -> None:
+    """Every key with its scope and dates (never its secret)."""
+    rows = _ask(_client(api).keys)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("name", "scope", "created", "revoked")
+    for row in rows:
+        table.add_row(row["name"], row["scope"], row["created_at"], row["revoked_at"] or "")
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(name: str, api: ApiOption = None) -> None:
+    """Revoke a key: its next request is refused."""
+    if not _ask(lambda: _client(api).revoke_key(name)):
+        raise _fail(f"no key {name} that is not revoked (streamscribe keys list)")
+    print(f"revoked {name}")
 
 
 TopicArgument = Annotated[str, typer.Argument(help="Origin topic, e.g. media.requested.")]

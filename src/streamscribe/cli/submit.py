@@ -8,7 +8,7 @@ import hashlib
 from pathlib import Path
 
 from streamscribe.common.delivery import publish_event
-from streamscribe.common.events import AudioChunk, MediaRequested, new_run
+from streamscribe.common.events import AudioChunk, MediaRequested, media_id_for_file, new_run
 from streamscribe.common.kafka import connected
 from streamscribe.ingest.chunk_source import MediaRef, audio_key, publish_file
 from streamscribe.ingest.settings import IngestSettings
@@ -31,7 +31,7 @@ def file_media_id(path: Path) -> str:
     with path.open("rb") as handle:
         while block := handle.read(1 << 20):
             digest.update(block)
-    return "f-" + digest.hexdigest()[:20]
+    return media_id_for_file(digest.hexdigest())
 
 
 async def submit_file(

@@ -87,16 +87,35 @@ class Event(BaseModel):
     at: datetime = Field(default_factory=_now, description="When the event was made (UTC).")
 
 
-class MediaRequested(Event):
-    """`media.requested`: somebody wants a URL transcribed. Only `url` is required."""
+class MediaRequest(BaseModel):
+    """What a client asks for (the HTTP API's `POST /media` body, the fields of
+    `media.requested` a producer sets). Only `url` is required."""
 
-    url: str = Field(min_length=1, max_length=4096)
-    media_id: str | None = Field(None, pattern=MEDIA_ID_PATTERN)
-    language: str | None = Field(None, pattern=r"^[a-z]{2,3}$")
-    run: str | None = Field(None, pattern=RUN_PATTERN, description=RUN_DESCRIPTION)
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(min_length=1, max_length=4096, description="The media (http or https).")
+    media_id: str | None = Field(
+        None, pattern=MEDIA_ID_PATTERN, description="Defaults to one derived from the URL."
+    )
+    language: str | None = Field(
+        None, pattern=r"^[a-z]{2,3}$", description="ISO 639 code; detected when absent."
+    )
     captions: Literal["prefer", "never", "only"] | None = Field(
         None, description="Overrides ingest's captions setting for this media."
     )
+    callback_url: str | None = Field(
+        None,
+        max_length=4096,
+        description="Where the outcome (indexed or failed) is POSTed once the run ends, signed.",
+    )
+
+
+class MediaRequested(Event, MediaRequest):
+    """`media.requested`: somebody wants a URL transcribed. Only `url` is required."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    run: str | None = Field(None, pattern=RUN_PATTERN, description=RUN_DESCRIPTION)
 
     @property
     def resolved_id(self) -> str:
@@ -221,6 +240,11 @@ def normalise_url(url: str) -> str:
 
 def media_id_for_url(url: str) -> str:
     return "m-" + hashlib.sha256(normalise_url(url).encode()).hexdigest()[:20]
+
+
+def media_id_for_file(sha256_hex: str) -> str:
+    """The id of a file's bytes (their SHA-256): resubmitting a file overwrites its entries."""
+    return "f-" + sha256_hex[:20]
 
 
 def chunk_id(media_id: str, seq: int) -> str:

@@ -7,6 +7,7 @@ FastStream's context, where handlers take them), its readiness and what it publi
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 import socket
@@ -14,10 +15,10 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any, Protocol
+from typing import Any
 
 from faststream.asgi import AsgiFastStream, AsgiResponse, get, make_ping_asgi
-from faststream.asgi.types import Receive, Scope, Send
+from faststream.asgi.types import ASGIApp, Receive, Scope, Send
 from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.specification import AsyncAPI
 from prometheus_client import make_asgi_app
@@ -34,15 +35,6 @@ them in FastStream's context, where handlers take them (`Context(name)`). Closes
 consumers stop. It gets the broker for what publishes outside a handler (the HTTP API)."""
 
 
-class Api(Protocol):
-    """An ASGI app for the paths it `handles` (FastStream's own routes match whole paths only,
-    and an API's paths carry ids)."""
-
-    def handles(self, path: str) -> bool: ...
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
-
-
 def _always() -> bool:
     return True
 
@@ -57,21 +49,27 @@ class Service:
     resources: Resources
     publishes: Mapping[str, type[BaseModel]] = field(default_factory=dict)
     """Topic -> event model of what its handlers publish, for its AsyncAPI document."""
-    api: Api | None = None
+    api: ASGIApp | None = None
+    """The HTTP API (an ASGI app) for every path FastStream's own routes do not answer."""
     ready: Callable[[], bool] = _always
     """Whether it can serve, asked by /readyz once its resources are open."""
 
 
 class ServiceApp(AsgiFastStream):
-    """FastStream's ASGI app, with an optional `Api` in front of its routes."""
+    """FastStream's ASGI app (/metrics, /healthz, /readyz), with the HTTP API, if the process
+    serves one, for every other path; without one, other paths answer a JSON 404."""
 
-    api: Api | None = None
+    api: ASGIApp | None = None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.api is not None and scope["type"] == "http" and self.api.handles(scope["path"]):
+    async def not_found(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.api is not None and scope["type"] == "http":
             await self.api(scope, receive, send)
             return
-        await super().__call__(scope, receive, send)
+        if scope["type"] != "http":
+            await super().not_found(scope, receive, send)
+            return
+        body = json.dumps({"error": f"no such path {scope['path']}; try /metrics"}).encode()
+        await AsgiResponse(body, 404, {"content-type": "application/json"})(scope, receive, send)
 
 
 class Readiness:

@@ -216,6 +216,11 @@ class CommonSettings(BaseSettings):
         "use (the embed service's port); default: the local embed service, "
         "http://<EMBED__HTTP_HOST>:<EMBED__HTTP_PORT>. The `--api` option overrides it.",
     )
+    api_key: SecretStr | None = Field(
+        None,
+        description="The API key the CLI sends (`Authorization: Bearer`); needed once the API "
+        "has keys (`streamscribe keys create`). Never logged.",
+    )
 
 
 class ServiceSection(BaseModel):

@@ -1,6 +1,5 @@
 """The embed service: model and store opened before the consumer joins its group; the batch
-it embeds at once is what fits between the loaded model and the memory pause mark. It serves the
-HTTP API (`api.py`): it owns the ledger and the index, and its model stays loaded."""
+it embeds at once is what fits between the loaded model and the memory pause mark."""
 
 from __future__ import annotations
 
@@ -14,8 +13,7 @@ from faststream.kafka import KafkaBroker
 from streamscribe.common.events import Event, MediaFailed, MediaIndexed
 from streamscribe.common.memory import admitted, load_model, resolve_marks, rss
 from streamscribe.common.service import Service, build_app
-from streamscribe.embed.api import MediaApi
-from streamscribe.embed.embedder import load_embedder
+from streamscribe.embed.embedder import shared_embedder
 from streamscribe.embed.handlers import STAGE, Resources, router
 from streamscribe.embed.settings import EmbedSettings
 from streamscribe.embed.store.factory import open_index
@@ -26,13 +24,11 @@ BYTES_PER_PASSAGE = 6 * 2**20
 
 
 def service(settings: EmbedSettings) -> Service:
-    """Embed's subscribers; the resources that load the model and open the index; the HTTP API,
-    served once they are open."""
-    api = MediaApi(settings)
+    """Embed's subscribers, and the resources that load the model and open the index."""
 
     @asynccontextmanager
     async def resources(broker: KafkaBroker) -> AsyncIterator[Mapping[str, object]]:
-        embedder = await load_model(lambda: load_embedder(settings.embed, settings.data_dir))
+        embedder = await load_model(lambda: shared_embedder(settings.embed, settings.data_dir))
         # the one batching layer: the embedder's, sized to what the memory budget admits
         embedder.batch_size = admitted(
             resolve_marks(settings.memory).pause,
@@ -41,20 +37,16 @@ def service(settings: EmbedSettings) -> Service:
             settings.embed.batch_size,
         )
         index = await asyncio.to_thread(open_index, settings, embedder.dimension)
-        api.open(
-            await asyncio.to_thread(open_index, settings, embedder.dimension), embedder, broker
-        )
         try:
             yield {STAGE: Resources(embedder, index)}
         finally:
-            api.close()
             index.close()
 
     publishes: dict[str, type[Event]] = {
         settings.topics.indexed: MediaIndexed,
         settings.topics.failed: MediaFailed,
     }
-    return Service(STAGE, router(settings), resources, publishes, api, ready=api.is_open)
+    return Service(STAGE, router(settings), resources, publishes)
 
 
 def create_app(settings: EmbedSettings) -> AsgiFastStream:

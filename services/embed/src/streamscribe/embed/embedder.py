@@ -53,6 +53,18 @@ class TextEmbedder(Protocol):
         ...
 
 
+_LOADED: dict[tuple[str, Path], TextEmbedder] = {}
+
+
+def shared_embedder(section: EmbedSection, data_dir: Path) -> TextEmbedder:
+    """The embedder of this process for these settings, loaded on first use: embed's handlers
+    and the HTTP API in one process share one model (a second would cost its whole size)."""
+    key = (section.model_dump_json(), data_dir.resolve())
+    if key not in _LOADED:
+        _LOADED[key] = load_embedder(section, data_dir)
+    return _LOADED[key]
+
+
 def load_embedder(section: EmbedSection, data_dir: Path) -> TextEmbedder:
     """The backend the settings name; the ONNX model is exported first if it is missing."""
     if section.backend == "torch":

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from streamscribe.common.settings import CommonSettings, ServiceSection
+from streamscribe.common.vocabulary import SearchMode
 
 
 class EmbedSection(ServiceSection):
@@ -40,7 +41,7 @@ class EmbedSection(ServiceSection):
         "sqlite-vec for vectors and FTS5 for keywords; settings under `SQLITE`) or `pinecone` "
         "(settings under `PINECONE`). The media ledger is always the SQLite file.",
     )
-    search_mode: Literal["hybrid", "vector", "keyword"] = Field(
+    search_mode: SearchMode = Field(
         "hybrid",
         description="Default of `search --mode`: vector and keyword (BM25) results fused by "
         "reciprocal rank, or either alone. Keyword search needs the sqlite store.",

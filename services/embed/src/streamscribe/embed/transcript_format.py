@@ -12,13 +12,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from streamscribe.common.events import Segment
+from streamscribe.common.vocabulary import FORMATS, Format
 from streamscribe.embed.subtitles import Cue, cues
 
-Format = Literal["txt", "srt", "vtt", "json"]
-FORMATS: tuple[Format, ...] = ("txt", "srt", "vtt", "json")
 
 
 @dataclass(frozen=True)

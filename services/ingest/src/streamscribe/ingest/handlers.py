@@ -30,7 +30,7 @@ from streamscribe.ingest.chunker import ChunkLimits
 from streamscribe.ingest.downloader import CaptionChoice, Captions, DownloadLimits, download
 from streamscribe.ingest.publisher import MediaRef, audio_key, publish_audio
 from streamscribe.ingest.settings import IngestSection, IngestSettings
-from streamscribe.ingest.urlguard import UrlPolicy, check_url
+from streamscribe.ingest.urlguard import check_url, url_policy
 
 STAGE = "ingest"
 
@@ -48,13 +48,6 @@ class Resources:
 
 Held = Annotated[Resources, Context(STAGE)]
 """A handler parameter: this stage's resources, from FastStream's context."""
-
-
-def url_policy(section: IngestSection) -> UrlPolicy:
-    return UrlPolicy(
-        allow_private_networks=section.allow_private_networks,
-        allowed_hosts=frozenset(section.allowed_hosts),
-    )
 
 
 async def send_chunk(broker: KafkaBroker, topic: str, chunk: AudioChunk) -> None:

@@ -18,6 +18,7 @@ from urllib.parse import SplitResult, unquote, urlsplit
 
 from streamscribe.common.errors import MediaError
 from streamscribe.common.events import Reason
+from streamscribe.ingest.settings import IngestSection
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -57,6 +58,14 @@ class UrlPolicy:
 
     allow_private_networks: bool = False
     allowed_hosts: frozenset[str] = frozenset()  # host names or IPs exempt from the address checks
+
+
+def url_policy(section: IngestSection) -> UrlPolicy:
+    """The policy ingest's settings give (the API vets submitted and callback URLs with it)."""
+    return UrlPolicy(
+        allow_private_networks=section.allow_private_networks,
+        allowed_hosts=frozenset(section.allowed_hosts),
+    )
 
 
 def check_url(url: str, policy: UrlPolicy) -> list[IPAddress]:

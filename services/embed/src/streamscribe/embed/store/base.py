@@ -10,17 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from streamscribe.common.vocabulary import SearchMode as SearchMode
 from streamscribe.embed.passages import Passage
 
 Vectors = npt.NDArray[np.floating[Any]]
 """Rows of float vectors, one per passage (or a single query vector)."""
 
-SearchMode = Literal["hybrid", "vector", "keyword"]
 
 
 @dataclass(frozen=True)

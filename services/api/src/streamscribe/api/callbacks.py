@@ -1,0 +1,120 @@
+"""Callbacks: when a run ends (`media.indexed` or `media.failed`), its outcome is POSTed once to
+the `callback_url` its submission gave, signed: `X-Streamscribe-Signature: sha256=<hex>`, the
+HMAC-SHA256 of the body under `api.callback_secret`. Tried `api.callback_attempts` times with
+doubling delays; the URL is checked by the URL guard again before every try, and redirects are
+not followed (either could lead to a private address).
+
+Once per outcome: the ledger hands out a run's callback to one claimant, and a delivered one is
+not claimed again, so a redelivered outcome or a second API replica sends nothing more."""
+
+# Handlers' annotations are objects, not strings (why: `common/consumer.py`).
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+from typing import Annotated
+
+import httpx
+from faststream import Context
+from faststream.kafka import KafkaRouter
+
+from streamscribe.api.settings import ApiSection, ApiSettings
+from streamscribe.common.consumer import Stage
+from streamscribe.common.errors import MediaError
+from streamscribe.common.events import Event, MediaFailed, MediaIndexed
+from streamscribe.embed.store.ledger import Ledger
+from streamscribe.ingest.urlguard import check_url, url_policy
+
+SIGNATURE = "X-Streamscribe-Signature"
+STAGE = "api"
+log = logging.getLogger(__name__)
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The signature header's value for `body`."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def outcome_body(kind: str, event: Event) -> bytes:
+    return json.dumps({"event": kind, **event.model_dump(mode="json")}).encode()
+
+
+class Sender:
+    """Delivers the outcome of runs that asked for a callback."""
+
+    def __init__(self, settings: ApiSettings, ledger: Ledger) -> None:
+        self.settings = settings
+        self.ledger = ledger
+
+    async def outcome(self, kind: str, event: MediaIndexed | MediaFailed) -> None:
+        run = event.run or ""
+        url = await asyncio.to_thread(self.ledger.claim_callback, event.media_id, run)
+        if url is None:
+            return
+        delivered = await self._deliver(url, kind, outcome_body(kind, event))
+        if delivered:
+            await asyncio.to_thread(self.ledger.callback_delivered, event.media_id, run)
+        else:
+            log.warning("callback of %s (run %s) given up", event.media_id, run)
+            await asyncio.to_thread(self.ledger.callback_failed, event.media_id, run)
+
+    async def _deliver(self, url: str, kind: str, body: bytes) -> bool:
+        section = self.settings.api
+        headers = self._headers(section, kind, body)
+        delay = section.callback_backoff_seconds
+        async with httpx.AsyncClient(
+            timeout=section.callback_timeout_seconds, follow_redirects=False, trust_env=False
+        ) as client:
+            for attempt in range(1, section.callback_attempts + 1):
+                if await self._try(client, url, body, headers, attempt):
+                    return True
+                if attempt < section.callback_attempts:
+                    await asyncio.sleep(delay)
+                    delay *= 2
+        return False
+
+    def _headers(self, section: ApiSection, kind: str, body: bytes) -> dict[str, str]:
+        assert section.callback_secret is not None  # submissions with a callback need it
+        return {
+            "Content-Type": "application/json",
+            "X-Streamscribe-Event": kind,
+            SIGNATURE: sign(section.callback_secret.get_secret_value(), body),
+        }
+
+    async def _try(
+        self, client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str], n: int
+    ) -> bool:
+        try:
+            await asyncio.to_thread(check_url, url, url_policy(self.settings.ingest))
+            response = await client.post(url, content=body, headers=headers)
+        except MediaError as exc:
+            log.warning("callback refused: %s", exc.detail)
+            return False
+        except httpx.HTTPError as exc:
+            log.info("callback try %d to %s failed: %s", n, url, exc)
+            return False
+        if response.is_success:
+            return True
+        log.info("callback try %d answered %d", n, response.status_code)
+        return False
+
+
+Sending = Annotated[Sender, Context("callbacks")]
+
+
+def router(settings: ApiSettings) -> KafkaRouter:
+    """The API's subscribers: the outcomes whose runs asked for a callback."""
+    stage = Stage(settings, STAGE)
+    group = settings.topics.name("streamscribe-callbacks")
+
+    async def on_indexed(event: MediaIndexed, sender: Sending) -> None:
+        await sender.outcome("media.indexed", event)
+
+    async def on_failed(event: MediaFailed, sender: Sending) -> None:
+        await sender.outcome("media.failed", event)
+
+    stage.follow(settings.topics.indexed, group, on_indexed)
+    stage.follow(settings.topics.failed, group, on_failed)
+    return stage.router
