@@ -97,6 +97,12 @@ class MediaRequested(Event):
     captions: Literal["prefer", "never", "only"] | None = Field(
         None, description="Overrides ingest's captions setting for this media."
     )
+    callback_url: str | None = Field(
+        None,
+        max_length=4096,
+        description="Where the run's outcome (indexed or failed) is POSTed once, signed "
+        "(added within version 1).",
+    )
 
     @property
     def resolved_id(self) -> str:
