@@ -145,9 +145,9 @@ class MediaRecord:
             "source": self.source,
             "failure": self.failure,
             "callback": self.callback_url is not None,
-            "requested_at": _iso(self.requested_at),
-            "updated_at": _iso(self.updated_at),
-            "indexed_at": _iso(self.indexed_at),
+            "requested_at": database.iso(self.requested_at),
+            "updated_at": database.iso(self.updated_at),
+            "indexed_at": database.iso(self.indexed_at),
         }
 
 
@@ -494,9 +494,3 @@ def _advance(db: apsw.Connection, media_id: str, now: float) -> Announcement | N
         raise AnnouncementInFlightError(media_id, ANNOUNCE_LEASE_SECONDS - (now - claimed))
     db.execute("UPDATE media SET announce_claimed_at = ? WHERE media_id = ?", (now, media_id))
     return Announcement(media_id, str(run), str(url or ""), int(count), int(passages))
-
-
-def _iso(seconds: float | None) -> str | None:
-    if seconds is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
