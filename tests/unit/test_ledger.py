@@ -13,6 +13,7 @@ import pytest
 from streamscribe.embed.store import database
 from streamscribe.embed.store import ledger as ledger_module
 from streamscribe.embed.store.ledger import AnnouncementInFlightError, Ledger
+from tests.factories import first_ledger
 from tests.factories import transcript_chunk as chunk
 
 FAILURE = {"stage": "ingest", "reason": "not_found", "detail": "HTTP Error 404"}
@@ -290,19 +291,7 @@ def test_callbacks_belong_to_their_run(ledger: Ledger) -> None:
 
 def test_an_older_database_gains_the_new_columns_and_tables(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    connection = apsw.Connection(str(path))
-    connection.execute(
-        "CREATE TABLE media (media_id TEXT PRIMARY KEY, run TEXT NOT NULL, state TEXT NOT NULL, "
-        "source_url TEXT, chunk_count INTEGER, chunks_stored INTEGER NOT NULL DEFAULT 0, "
-        "passages INTEGER NOT NULL DEFAULT 0, failed_stage TEXT, failed_reason TEXT, "
-        "failed_detail TEXT, requested_at REAL NOT NULL, updated_at REAL NOT NULL, "
-        "indexed_at REAL, announce_claimed_at REAL, announced_at REAL)"
-    )
-    connection.execute(
-        "INSERT INTO media (media_id, run, state, requested_at, updated_at) "
-        "VALUES ('m0', '1', 'requested', 0, 0)"
-    )
-    connection.close()
+    first_ledger(path, "m0")
     ledger = Ledger(path)
     record = ledger.get("m0")
     assert record is not None
