@@ -10,6 +10,8 @@ upsert, query and fetch requests for the default namespace, always sent by delet
     POST /vectors/upsert          {"vectors": [{"id", "values", "metadata"?}], "namespace"?}
     POST /query                   {"topK", "includeValues", "includeMetadata", "vector", ...}
     GET  /vectors/fetch?ids=a&ids=b&namespace=ns
+    GET  /vectors/list?namespace=ns&prefix=p&limit=n&paginationToken=t
+                                  {"vectors": [{"id"}], "pagination"?: {"next"}, ...}
     POST /vectors/delete          {"namespace", "ids" | "deleteAll"}
     POST /describe_index_stats    {}  (the default namespace is reported as "__default__")
 Control plane: GET /indexes/{name}, POST /indexes {"name", "schema", "deployment"}.
@@ -19,7 +21,9 @@ Every request carries `Api-Key` (answered 401 when wrong), `X-Pinecone-Api-Versi
 Pinecone's limits are enforced the way Pinecone answers them: at most 1 000 vectors per upsert
 (400), a body of at most 2 MB (413, the status the SDK documents for it; read as 2 000 000
 bytes, the stricter reading), metadata of at most 40 KB (40 960 bytes of JSON) per record (400),
-ids of 1 to 512 ASCII characters (400), values as wide as the index (400).
+ids of 1 to 512 ASCII characters (400), values as wide as the index (400), list pages of 1 to
+100 ids (400; 100 when `limit` is left out), in id order, with an opaque token for the next page
+that the last page does not carry.
 
 Test knobs: `fail_first` answers `fail_status` (429) to the first N data-plane requests;
 `visibility_delay` makes each write visible to query, fetch and stats only that many seconds
@@ -29,6 +33,7 @@ that long. `requests` records every request (method, path, status, items, body b
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import sys
@@ -45,9 +50,17 @@ MAX_UPSERT_VECTORS = 1000
 MAX_REQUEST_BYTES = 2_000_000
 MAX_METADATA_BYTES = 40 * 1024
 MAX_ID_CHARS = 512
+MAX_LIST_LIMIT = 100
 DEFAULT_NAMESPACE_KEY = "__default__"
 DATA_PATHS = frozenset(
-    {"/vectors/upsert", "/query", "/vectors/fetch", "/vectors/delete", "/describe_index_stats"}
+    {
+        "/vectors/upsert",
+        "/query",
+        "/vectors/fetch",
+        "/vectors/list",
+        "/vectors/delete",
+        "/describe_index_stats",
+    }
 )
 
 
@@ -226,6 +239,7 @@ class PineconeStandin:
             ("POST", "/vectors/upsert"): lambda: self._upsert(payload, size),
             ("POST", "/query"): lambda: self._query(payload),
             ("GET", "/vectors/fetch"): lambda: self._fetch(parse_qs(urlsplit(target).query)),
+            ("GET", "/vectors/list"): lambda: self._list(parse_qs(urlsplit(target).query)),
             ("POST", "/vectors/delete"): lambda: self._delete(payload),
             ("POST", "/describe_index_stats"): self._stats,
             ("POST", "/indexes"): lambda: self._create_index(payload),
@@ -311,6 +325,31 @@ class PineconeStandin:
             stored = self._stored.get(namespace, {})
             found = {key: _vector(stored[key]) for key in query.get("ids", []) if key in stored}
         return {"vectors": found, "namespace": namespace, "usage": {"readUnits": 1}}
+
+    def _list(self, query: dict[str, list[str]]) -> dict[str, Any]:
+        """One page of ids under a prefix, in id order; the token is where the next page starts
+        (opaque to clients: base64 of the last id given)."""
+        namespace = query.get("namespace", [""])[0]
+        prefix = query.get("prefix", [""])[0]
+        limit = int(query.get("limit", [str(MAX_LIST_LIMIT)])[0])
+        if not 1 <= limit <= MAX_LIST_LIMIT:
+            raise _data_error(400, f"limit must be between 1 and {MAX_LIST_LIMIT}, got {limit}")
+        token = query.get("paginationToken", [""])[0]
+        after = base64.urlsafe_b64decode(token).decode() if token else ""
+        with self._lock:
+            self._apply(time.monotonic())
+            keys = sorted(k for k in self._stored.get(namespace, {}) if k.startswith(prefix))
+        page = [key for key in keys if key > after][: limit + 1]
+        answer: dict[str, Any] = {
+            "vectors": [{"id": key} for key in page[:limit]],
+            "namespace": namespace,
+            "usage": {"readUnits": 1},
+        }
+        if len(page) > limit:
+            answer["pagination"] = {
+                "next": base64.urlsafe_b64encode(page[limit - 1].encode()).decode()
+            }
+        return answer
 
     def _delete(self, payload: dict[str, Any]) -> dict[str, Any]:
         ids = payload.get("ids") or []
@@ -414,7 +453,7 @@ class PineconeStandin:
 
 def _describe(path: str, target: str, payload: Any) -> tuple[int, str | None]:
     """(items, namespace) of a data-plane request, for the record."""
-    if path == "/vectors/fetch":
+    if path in ("/vectors/fetch", "/vectors/list"):
         query = parse_qs(urlsplit(target).query)
         return len(query.get("ids", [])), query.get("namespace", [""])[0]
     if not isinstance(payload, dict) or path not in DATA_PATHS:

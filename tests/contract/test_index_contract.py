@@ -22,6 +22,8 @@ from tests.contract.backends import BACKENDS, Backend, Flaw
 from tests.factories import transcript_chunk
 
 DIM = 384
+LATER_RUN = "1000000000900-c"
+"""A submission after the factories' run: a later run of the same media."""
 
 
 def unit_vectors(count: int, seed: int) -> npt.NDArray[np.float32]:
@@ -199,3 +201,45 @@ def test_search_hits_carry_media_source_and_times(open_index: Callable[..., Inde
     assert (hit.id, hit.media_id, hit.source_url) == (rows[2].id, "talk-7", transcript.source_url)
     assert (hit.start, hit.end) == pytest.approx((rows[2].start, rows[2].end))
     assert hit.text == rows[2].text
+
+
+def test_a_forgotten_media_is_gone_until_it_is_indexed_again(
+    open_index: Callable[..., Index],
+) -> None:
+    index = open_index()
+    vectors = {"talk-a": unit_vectors(3, 40), "talk-b": unit_vectors(3, 41)}
+    for media_id, rows in vectors.items():
+        transcript = chunk(0, 1, media_id=media_id)
+        assert index.store(transcript, passages(transcript, 3), rows) is not None
+    eventually(lambda: index.vectors.count() == 6)
+
+    assert index.forget("talk-a")
+    eventually(lambda: index.vectors.count() == 3)
+    both = "topic0x1"  # the words of passage 1 of chunk 0 of either media
+    assert media_found(index, both, vectors["talk-a"][1]) == {"talk-b"}
+    assert index.ledger.get("talk-a") is None
+    assert list(index.segments("talk-a")) == []
+    assert [s.text for s in index.segments("talk-b")] == ["words of 0"]
+    assert not index.forget("talk-a")
+
+    late = chunk(0, 1, media_id="talk-a")  # of the forgotten run, still in flight
+    assert not index.admits(late)
+    index.store(late, passages(late, 3), vectors["talk-a"])  # it was embedded meanwhile
+    eventually(lambda: index.vectors.count() == 3)
+    assert index.ledger.get("talk-a") is None
+
+    again = transcript_chunk(0, 1, run=LATER_RUN, media_id="talk-a", text="said again")
+    assert index.admits(again)
+    assert index.store(again, passages(again, 3), vectors["talk-a"]) is not None
+    eventually(lambda: index.vectors.count() == 6)
+    assert media_found(index, both, vectors["talk-a"][1]) == {"talk-a", "talk-b"}
+    assert [s.text for s in index.segments("talk-a")] == ["said again"]
+
+
+def media_found(index: Index, words: str, vector: npt.NDArray[np.float32]) -> set[str]:
+    """The media of the hits of a vector search and, where the backend has words, a keyword
+    search, each checked against the other."""
+    by_vector = {hit.media_id for hit in index.search(words, vector, 10, "vector")}
+    by_words = {hit.media_id for hit in index.search(words, None, 10, "keyword")}
+    assert by_words == (by_vector if index.vectors.keyword_search else set())
+    return by_vector

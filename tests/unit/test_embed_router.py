@@ -222,6 +222,30 @@ async def test_a_late_transcript_of_an_older_run_changes_nothing(embed: Embed) -
     assert embed.dead == []
 
 
+async def test_a_requests_callback_url_is_kept_with_its_run(embed: Embed) -> None:
+    hook = "https://hooks.example.org/done?token=t"
+    request = MediaRequested(url=URL, media_id="m-talk", run=RUN_A, callback_url=hook)
+    await embed.send(request, embed.settings.topics.requested)
+    ledger = embed.resources.index.ledger
+    record = ledger.get("m-talk")
+    assert record is not None
+    assert (record.run, record.callback_url) == (RUN_A, hook)
+    assert ledger.claim_callback("m-talk", RUN_A) == hook
+
+
+async def test_a_late_transcript_of_a_forgotten_media_is_skipped(embed: Embed) -> None:
+    await embed.send(chunk(0, 2, run=RUN_A))
+    assert embed.passages() > 0
+    assert embed.resources.index.forget("m-talk")
+    assert embed.passages() == 0
+    await embed.send(chunk(1, 2, run=RUN_A))  # still in flight when it was forgotten
+    assert embed.resources.index.ledger.get("m-talk") is None
+    assert embed.passages() == 0
+    assert embed.indexed == []
+    await embed.send(chunk(0, 1, run=RUN_B))  # submitted again: indexed anew
+    assert [(i["run"], i["chunk_count"]) for i in embed.indexed] == [(RUN_B, 1)]
+
+
 async def test_an_invalid_transcript_naming_a_media_is_dead_lettered_and_fails_it(
     embed: Embed,
 ) -> None:

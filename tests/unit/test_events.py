@@ -76,3 +76,12 @@ def test_transcript_needs_segments() -> None:
             b'{"media_id": "m", "seq": 0, "start": 0, "end": 1, '
             b'"source_url": "u", "language": "en"}',
         )
+
+
+def test_a_callback_url_is_optional_and_bounded() -> None:
+    assert parse_event(MediaRequested, b'{"url": "https://e.com/a"}').callback_url is None
+    body = b'{"url": "https://e.com/a", "callback_url": "https://hooks.example.org/x"}'
+    assert parse_event(MediaRequested, body).callback_url == "https://hooks.example.org/x"
+    too_long = b'{"url": "https://e.com/a", "callback_url": "https://h/' + b"x" * 4096 + b'"}'
+    with pytest.raises(InvalidEventError, match="callback_url"):
+        parse_event(MediaRequested, too_long)

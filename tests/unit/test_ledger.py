@@ -13,6 +13,7 @@ import pytest
 from streamscribe.embed.store import database
 from streamscribe.embed.store import ledger as ledger_module
 from streamscribe.embed.store.ledger import AnnouncementInFlightError, Ledger
+from tests.factories import first_ledger
 from tests.factories import transcript_chunk as chunk
 
 FAILURE = {"stage": "ingest", "reason": "not_found", "detail": "HTTP Error 404"}
@@ -189,3 +190,112 @@ def test_a_new_database_switched_to_wal_by_another_process_is_waited_for() -> No
 def test_a_database_locked_past_the_busy_timeout_is_an_error() -> None:
     with pytest.raises(apsw.BusyError):
         database._wal(BusyAtFirst(busy=10_000), busy_timeout_ms=200)  # type: ignore[arg-type]
+
+
+OLD, NEW = "1000000000000-a", "1000000000500-b"
+
+
+def test_forgetting_an_unknown_media_says_so(ledger: Ledger) -> None:
+    assert not ledger.forget("nobody")
+    ledger.store_chunk(chunk(0, 1), passages=1)
+    assert ledger.forget("m1")
+    assert not ledger.forget("m1")  # twice: the second finds nothing
+
+
+def test_late_events_of_a_forgotten_run_change_nothing(ledger: Ledger) -> None:
+    ledger.request("m1", OLD, "u")
+    ledger.store_chunk(chunk(0, 3, OLD), passages=2)
+    assert ledger.forget("m1")
+    assert ledger.get("m1") is None
+    assert list(ledger.segments("m1")) == []
+    assert ledger.chunk_segments("m1", 0) == []
+    # still in flight in Kafka when the media was forgotten
+    assert not ledger.admits("m1", OLD)
+    assert not ledger.admits("m1", None)
+    assert ledger.store_chunk(chunk(1, 3, OLD), passages=2) is None
+    ledger.request("m1", OLD, "u")  # a redelivered request of the forgotten run
+    ledger.fail("m1", OLD, FAILURE, "u")
+    ledger.fail("m1", None, FAILURE, "u")
+    assert ledger.get("m1") is None
+    assert ledger.recent() == []
+
+
+def test_a_new_run_after_a_forget_indexes_the_media_anew(ledger: Ledger) -> None:
+    for seq in range(2):
+        ledger.store_chunk(chunk(seq, 2, OLD), passages=3)
+    assert ledger.forget("m1")
+    assert ledger.admits("m1", NEW)
+    ledger.request("m1", NEW, "https://example.org/again.mp3")
+    record = ledger.get("m1")
+    assert record is not None
+    assert (record.run, record.state, record.chunks_stored) == (NEW, "requested", 0)
+    assert ledger.store_chunk(chunk(0, 1, OLD), passages=1) is None  # the old run, still late
+    done = ledger.store_chunk(chunk(0, 1, NEW, text="again"), passages=1)
+    assert done is not None
+    assert (done.run, done.chunk_count, done.passages) == (NEW, 1, 1)
+    assert [s.text for s in ledger.segments("m1")] == ["again"]
+
+
+def test_a_new_run_seen_first_through_its_chunks_is_admitted_after_a_forget(
+    ledger: Ledger,
+) -> None:
+    ledger.store_chunk(chunk(0, 1, OLD), passages=1)
+    ledger.forget("m1")
+    assert ledger.store_chunk(chunk(0, 1, NEW), passages=1) is not None
+    ledger.forget("m1")  # forgotten again: now NEW is the run refused
+    assert not ledger.admits("m1", NEW)
+    assert ledger.admits("m1", "1000000000900-c")
+
+
+def test_a_callback_is_handed_out_once_per_run(ledger: Ledger) -> None:
+    hook = "https://hooks.example.org/done?token=s3cret"
+    ledger.request("m1", OLD, "u", callback_url=hook)
+    record = ledger.get("m1")
+    assert record is not None
+    assert record.callback_url == hook
+    public = record.as_dict()
+    assert public["callback"] is True
+    assert "s3cret" not in str(public)
+    assert ledger.claim_callback("m1", OLD) == hook
+    assert ledger.claim_callback("m1", OLD) is None  # a redelivered outcome: not sent twice
+    ledger.callback_failed("m1", OLD)
+    assert ledger.claim_callback("m1", OLD) == hook  # the retry takes it at once
+    ledger.callback_delivered("m1", OLD)
+    assert ledger.claim_callback("m1", OLD) is None
+
+
+def test_an_unconfirmed_callback_claim_is_taken_again_after_its_lease(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger.request("m1", OLD, "u", callback_url="https://hooks.example.org/a")
+    assert ledger.claim_callback("m1", OLD) is not None
+    monkeypatch.setattr(ledger_module, "CALLBACK_LEASE_SECONDS", 0.0)
+    assert ledger.claim_callback("m1", OLD) is not None  # the first claimer died
+
+
+def test_callbacks_belong_to_their_run(ledger: Ledger) -> None:
+    ledger.store_chunk(chunk(0, 2, OLD), passages=1)  # chunks seen before the request
+    ledger.request("m1", OLD, "u", callback_url="https://hooks.example.org/a")
+    ledger.request("m1", OLD, "u", callback_url="https://hooks.example.org/other")
+    record = ledger.get("m1")
+    assert record is not None
+    assert record.callback_url == "https://hooks.example.org/a"  # the first one stays
+    ledger.request("m1", NEW, "u")  # a new submission without one
+    record = ledger.get("m1")
+    assert record is not None
+    assert (record.callback_url, record.as_dict()["callback"]) == (None, False)
+    assert ledger.claim_callback("m1", OLD) is None  # the old run's outcome is moot
+    assert ledger.claim_callback("m1", NEW) is None
+    assert ledger.claim_callback("nobody", NEW) is None
+
+
+def test_an_older_database_gains_the_new_columns_and_tables(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    first_ledger(path, "m0")
+    ledger = Ledger(path)
+    record = ledger.get("m0")
+    assert record is not None
+    assert (record.callback_url, record.language) == (None, None)
+    ledger.request("m1", OLD, "u", callback_url="https://hooks.example.org/a")
+    assert ledger.claim_callback("m1", OLD) == "https://hooks.example.org/a"
+    assert ledger.forget("m0")

@@ -330,3 +330,55 @@ def test_close_twice(server: PineconeStandin) -> None:
     backend = PineconeVectors(section_for(server), DIM)
     backend.close()
     backend.close()
+
+
+def test_forgetting_a_media_lists_its_ids_by_prefix_and_deletes_them_in_batches(
+    server: PineconeStandin,
+) -> None:
+    with opened(section_for(server, batch_size=1000)) as backend:
+        backend.upsert(make_passages(2500), unit_rows(2500, seed=30), URL, [])
+        # media ids may hold colons: `m-talk:2`'s ids also start with `m-talk:`
+        for other in ("m-talk:2", "m-talk2"):
+            backend.upsert(make_passages(3, media_id=other), unit_rows(3, seed=31), URL, [])
+        backend.delete_media("m-talk")
+        assert backend.count() == 6
+    assert {key.rsplit(":", 2)[0] for key in server.records()} == {"m-talk:2", "m-talk2"}
+    requests = server.data_requests()
+    lists = [r for r in requests if r.path == "/vectors/list"]
+    assert len(lists) == 26  # 2503 ids under the prefix, 100 a page
+    assert [r.items for r in requests if r.path == "/vectors/delete"] == [1000, 1000, 500]
+
+
+def test_forgetting_an_unknown_media_lists_once_and_deletes_nothing(
+    server: PineconeStandin,
+) -> None:
+    with opened(section_for(server)) as backend:
+        backend.upsert(make_passages(2), unit_rows(2, seed=32), URL, [])
+        backend.delete_media("m-nobody")
+        assert backend.count() == 2
+    paths = [r.path for r in server.data_requests()]
+    assert paths[1:] == ["/vectors/list", "/describe_index_stats"]
+
+
+def test_listing_is_retried_through_429(server: PineconeStandin) -> None:
+    with opened(section_for(server)) as backend:
+        backend.upsert(make_passages(3), unit_rows(3, seed=33), URL, [])
+        server.fail_first = 3  # counted from now: the list is answered 429 three times
+        backend.delete_media("m-talk")
+        assert backend.count() == 0
+    statuses = [(r.path, r.status) for r in server.data_requests()]
+    assert statuses[1:4] == [("/vectors/list", 429)] * 3
+
+
+def test_the_standin_pages_a_list_as_pinecone_does(server: PineconeStandin) -> None:
+    with opened(section_for(server)) as backend:
+        backend.upsert(make_passages(5), unit_rows(5, seed=34), URL, [])
+    headers = {"api-key": server.api_key}
+    status, page = server.handle("GET", "/vectors/list?prefix=m-talk%3A&limit=2", headers, b"")
+    assert (status, [v["id"] for v in page["vectors"]]) == (200, [p.id for p in make_passages(2)])
+    token = page["pagination"]["next"]
+    _, last = server.handle("GET", f"/vectors/list?limit=3&paginationToken={token}", headers, b"")
+    assert [v["id"] for v in last["vectors"]] == [p.id for p in make_passages(5)[2:]]
+    assert "pagination" not in last
+    status, _ = server.handle("GET", "/vectors/list?limit=101", headers, b"")
+    assert status == 400

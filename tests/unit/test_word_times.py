@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import apsw
 import numpy as np
 
 from streamscribe.common.events import Segment, Transcript, TranscriptSource, Word, parse_event
@@ -15,7 +14,7 @@ from streamscribe.embed.store.index import Index, first_match
 from streamscribe.embed.store.ledger import Ledger
 from streamscribe.embed.store.sqlite import SQLiteVectors
 from streamscribe.transcribe.transcriber import _sentences
-from tests.factories import transcript_chunk
+from tests.factories import first_ledger, transcript_chunk
 
 WORDS = [
     Word(start=31.0, end=31.4, word="The", probability=0.9),
@@ -65,17 +64,7 @@ def test_the_ledger_keeps_words_and_the_transcript_source(tmp_path: Path) -> Non
 
 def test_an_older_ledger_gains_the_new_columns(tmp_path: Path) -> None:
     path = tmp_path / "db"
-    old = apsw.Connection(str(path))
-    old.execute(
-        "CREATE TABLE media (media_id TEXT PRIMARY KEY, run TEXT NOT NULL, state TEXT NOT NULL, "
-        "source_url TEXT, chunk_count INTEGER, chunks_stored INTEGER NOT NULL DEFAULT 0, "
-        "passages INTEGER NOT NULL DEFAULT 0, failed_stage TEXT, failed_reason TEXT, "
-        "failed_detail TEXT, requested_at REAL NOT NULL, updated_at REAL NOT NULL, "
-        "indexed_at REAL, announce_claimed_at REAL, announced_at REAL)"
-    )
-    old.execute("INSERT INTO media (media_id, run, state, requested_at, updated_at) "
-                "VALUES ('old', '1', 'requested', 0, 0)")  # fmt: skip
-    old.close()
+    first_ledger(path, "old")
     record = Ledger(path).get("old")
     assert record is not None
     assert (record.state, record.language, record.source) == ("requested", None, None)

@@ -85,7 +85,9 @@ def router(settings: EmbedSettings) -> KafkaRouter:
     async def on_requested(request: MediaRequested, resources: Held) -> None:
         assert request.run is not None  # the decoder gives a request its record's run
         ledger = resources.index.ledger
-        await _until_written(ledger.request, request.resolved_id, request.run, request.url)
+        await _until_written(
+            ledger.request, request.resolved_id, request.run, request.url, request.callback_url
+        )
 
     async def on_failed(failed: MediaFailed, resources: Held) -> None:
         failure = {"stage": failed.stage, "reason": failed.reason.value, "detail": failed.detail}

@@ -68,6 +68,11 @@ class VectorBackend(Protocol):
         """The `k` passages that best match the words of `query`, best first."""
         ...
 
+    def delete_media(self, media_id: str) -> None:
+        """Delete every passage of the media (vectors and words). Idempotent: deleting a media
+        the backend does not hold does nothing."""
+        ...
+
     def count(self) -> int:
         """How many passages are stored (as the backend sees it now)."""
         ...

@@ -102,3 +102,10 @@ def failures(action: str) -> Iterator[None]:
 def rows(connection: apsw.Connection, sql: str, args: tuple[Any, ...] = ()) -> list[Row]:
     """Every row of one query. Typed `Any` per column: the schema, not apsw, knows the types."""
     return cast(list[Row], connection.execute(sql, args).fetchall())
+
+
+def iso(seconds: float | None) -> str | None:
+    """A stored time (seconds since the epoch) as ISO 8601 UTC, as the API shows it."""
+    if seconds is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))

@@ -3,6 +3,9 @@
 Writing a chunk: its passages go to the backend first (replacing those it had, deleting those an
 earlier run had beyond this run's count), then the ledger records the chunk and says whether the
 media is now complete. A crash in between redelivers the chunk, which writes the same again.
+
+Forgetting a media: its passages go first, then its ledger record, so a crash in between leaves
+the ledger knowing the media and a retry finishes the job.
 """
 
 from __future__ import annotations
@@ -37,7 +40,23 @@ class Index:
         before = self.ledger.passages_of(transcript.media_id, transcript.seq)
         stale = [passage_id(transcript.chunk_id, i) for i in range(len(passages), before)]
         self.vectors.upsert(passages, vectors, transcript.source_url, stale)
-        return self.ledger.store_chunk(transcript, len(passages))
+        announcement = self.ledger.store_chunk(transcript, len(passages))
+        if announcement is None and self.ledger.get(transcript.media_id) is None:
+            # the media was forgotten while this chunk was embedded: the ledger refused it,
+            # and the passages just written must not outlive it
+            self.vectors.delete_media(transcript.media_id)
+        return announcement
+
+    def forget(self, media_id: str) -> bool:
+        """Remove the media's passages, transcript and record; False when the ledger did not
+        know it (its passages are removed all the same: a retry after a crash finds none)."""
+        self.vectors.delete_media(media_id)
+        known = self.ledger.forget(media_id)
+        # again: a chunk embedded while the ledger still admitted it may have written its
+        # passages after the first sweep (one written after this one is refused by the ledger
+        # and removed by `store`)
+        self.vectors.delete_media(media_id)
+        return known
 
     def search(self, query: str, vector: Vectors | None, k: int, mode: SearchMode) -> list[Hit]:
         """Vector, keyword or both fused; `vector` (the embedded query) unless `keyword`. Each

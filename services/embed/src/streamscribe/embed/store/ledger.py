@@ -14,6 +14,13 @@ eventually consistent, so a count read back from it could announce a media early
 Runs: every submission of a media is a run with an id that sorts by time (`events.new_run`). A
 newer run resets the row; events of an older run are ignored, so a re-submit is never announced
 as indexed before the re-run's own last chunk is stored.
+
+Forgetting: `forget` deletes a media's row and chunks and keeps a tombstone of the run it forgot
+(one small row per forgotten media), so late events of that run, still in Kafka, change nothing,
+while a later submission (a newer run) starts the media anew.
+
+Callbacks: a run may carry a URL to POST its outcome to. `claim_callback` hands it out once per
+run (with a lease, like the announcement of a completion), `callback_delivered` confirms it.
 """
 
 from __future__ import annotations
@@ -38,6 +45,9 @@ ANNOUNCE_LEASE_SECONDS = 15.0
 """A claim to announce `media.indexed` not confirmed within this time may be taken over (the
 claiming worker died between its claim and the broker's ack). Publishing takes milliseconds; a
 chunk redelivered after a crash comes back after the group's session timeout (10 s) at least."""
+CALLBACK_LEASE_SECONDS = 120.0
+"""A claim to deliver a callback not confirmed within this time may be taken again: longer than
+one delivery attempt (an HTTP POST with its timeout), so a slow receiver is not sent it twice."""
 NO_RUN = "0"
 """The run of events that name none, when the media has no run yet (sorts before every id)."""
 
@@ -59,7 +69,10 @@ CREATE TABLE IF NOT EXISTS media (
     announce_claimed_at REAL,
     announced_at REAL,
     language TEXT,
-    source TEXT
+    source TEXT,
+    callback_url TEXT,
+    callback_claimed_at REAL,
+    callback_delivered_at REAL
 );
 CREATE INDEX IF NOT EXISTS media_by_update ON media (updated_at);
 CREATE TABLE IF NOT EXISTS chunks (
@@ -70,15 +83,26 @@ CREATE TABLE IF NOT EXISTS chunks (
     segments TEXT NOT NULL,
     PRIMARY KEY (media_id, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS forgotten (
+    media_id TEXT PRIMARY KEY,
+    run TEXT NOT NULL,
+    forgotten_at REAL NOT NULL
+) WITHOUT ROWID;
 """
 
 # columns added since the first schema, with their type: added to an older database on open
-_ADDED_COLUMNS = {"language": "TEXT", "source": "TEXT"}
+_ADDED_COLUMNS = {
+    "language": "TEXT",
+    "source": "TEXT",
+    "callback_url": "TEXT",
+    "callback_claimed_at": "REAL",
+    "callback_delivered_at": "REAL",
+}
 _SEGMENTS = TypeAdapter(list[Segment])
 _COLUMNS = (
     "media_id, run, state, source_url, chunk_count, chunks_stored, passages, failed_stage, "
     "failed_reason, failed_detail, requested_at, updated_at, indexed_at, announce_claimed_at, "
-    "language, source"
+    "language, source, callback_url"
 )
 
 
@@ -102,6 +126,8 @@ class MediaRecord:
     """The language of the transcript (given, or detected by the model)."""
     source: str | None = None
     """`asr` (speech recognition) or `captions` (the media's own), once a chunk is stored."""
+    callback_url: str | None = None
+    """Where the run's outcome is POSTed; kept out of `as_dict` (it may carry a token)."""
 
     @property
     def complete(self) -> bool:
@@ -118,9 +144,10 @@ class MediaRecord:
             "language": self.language,
             "source": self.source,
             "failure": self.failure,
-            "requested_at": _iso(self.requested_at),
-            "updated_at": _iso(self.updated_at),
-            "indexed_at": _iso(self.indexed_at),
+            "callback": self.callback_url is not None,
+            "requested_at": database.iso(self.requested_at),
+            "updated_at": database.iso(self.updated_at),
+            "indexed_at": database.iso(self.indexed_at),
         }
 
 
@@ -155,18 +182,83 @@ class Ledger:
             db.execute(SCHEMA)
             _add_columns(db)
 
-    def request(self, media_id: str, run: str, source_url: str) -> None:
-        """A submission was seen: a newer run than the ledger's starts the media over."""
+    def request(
+        self, media_id: str, run: str, source_url: str, callback_url: str | None = None
+    ) -> None:
+        """A submission was seen: a newer run than the ledger's starts the media over. The
+        run's `callback_url` is kept with it, also when its chunks were seen first."""
         with database.write(self._db) as db:
             row = _media(db, media_id)
+            if _stale(db, media_id, run, row):
+                return
             if row is None or run > row.run:
                 _reset(db, media_id, run, "requested", source_url)
+            if callback_url is not None:
+                db.execute(
+                    "UPDATE media SET callback_url = coalesce(callback_url, ?) "
+                    "WHERE media_id = ? AND run = ?",
+                    (callback_url, media_id, run),
+                )
 
     def admits(self, media_id: str, run: str | None) -> bool:
-        """False for an event of a run older than the media's newest: it must change nothing."""
+        """False for an event of a run older than the media's newest, or of a forgotten run
+        (or older): it must change nothing."""
         with database.failures("reading"):
             row = _media(self._db, media_id)
-        return row is None or run is None or run >= row.run
+            if row is not None and run is None:
+                return True
+            return not _stale(self._db, media_id, run or NO_RUN, row)
+
+    def forget(self, media_id: str) -> bool:
+        """Delete the media's record and chunks, leaving a tombstone of its run; False when
+        the ledger does not know the media."""
+        with database.write(self._db) as db:
+            row = _media(db, media_id)
+            if row is None:
+                return False
+            db.execute("DELETE FROM chunks WHERE media_id = ?", (media_id,))
+            db.execute("DELETE FROM media WHERE media_id = ?", (media_id,))
+            db.execute(
+                "INSERT OR REPLACE INTO forgotten (media_id, run, forgotten_at) VALUES (?, ?, ?)",
+                (media_id, row.run, time.time()),
+            )
+            return True
+
+    def claim_callback(self, media_id: str, run: str) -> str | None:
+        """The URL to POST this run's outcome to, handed out once: None when the run has no
+        callback, is not the media's newest, was delivered, or another claim holds its lease
+        (an unconfirmed claim is handed out again once the lease is over)."""
+        now = time.time()
+        with database.write(self._db) as db:
+            rows = database.rows(
+                db,
+                "SELECT callback_url, callback_claimed_at FROM media WHERE media_id = ? "
+                "AND run = ? AND callback_url IS NOT NULL AND callback_delivered_at IS NULL",
+                (media_id, run),
+            )
+            if not rows or (rows[0][1] is not None and now - rows[0][1] < CALLBACK_LEASE_SECONDS):
+                return None
+            db.execute(
+                "UPDATE media SET callback_claimed_at = ? WHERE media_id = ? AND run = ?",
+                (now, media_id, run),
+            )
+            return str(rows[0][0])
+
+    def callback_delivered(self, media_id: str, run: str) -> None:
+        """The receiver took the run's outcome: it is never handed out again."""
+        self._set_callback(media_id, run, "callback_delivered_at = ?", time.time())
+
+    def callback_failed(self, media_id: str, run: str) -> None:
+        """This attempt failed: release the claim, so the next try (after the deliverer's
+        backoff) may claim it at once rather than wait out the lease."""
+        self._set_callback(media_id, run, "callback_claimed_at = ?", None)
+
+    def _set_callback(self, media_id: str, run: str, assignment: str, value: object) -> None:
+        with database.write(self._db) as db:
+            db.execute(
+                f"UPDATE media SET {assignment} WHERE media_id = ? AND run = ?",
+                (value, media_id, run),
+            )
 
     def passages_of(self, media_id: str, seq: int) -> int:
         """How many passages the chunk had when last stored (0 if never)."""
@@ -185,12 +277,12 @@ class Ledger:
         with database.write(self._db) as db:
             row = _media(db, transcript.media_id)
             run = transcript.run or (row.run if row else NO_RUN)
+            if _stale(db, transcript.media_id, run, row):
+                return None
             if row is None or run > row.run:
                 _reset(db, transcript.media_id, run, "transcribing", transcript.source_url)
                 row = _media(db, transcript.media_id)
                 assert row is not None
-            elif run < row.run:
-                return None
             _put_chunk(db, transcript, run, passages, row)
             if transcript.final and transcript.chunk_count:
                 db.execute(
@@ -224,9 +316,11 @@ class Ledger:
         with database.write(self._db) as db:
             row = _media(db, media_id)
             run = run or (row.run if row else NO_RUN)
+            if _stale(db, media_id, run, row):
+                return
             if row is None or run > row.run:
                 _reset(db, media_id, run, "failed", source_url)
-            elif run < row.run or row.state == "indexed":
+            elif row.state == "indexed":
                 return
             db.execute(
                 "UPDATE media SET state = 'failed', failed_stage = ?, failed_reason = ?, "
@@ -324,18 +418,30 @@ def _record(row: Any) -> MediaRecord:
         indexed_at=row[12],
         language=row[14],
         source=row[15],
+        callback_url=row[16],
     )
 
 
+def _stale(db: apsw.Connection, media_id: str, run: str, row: MediaRecord | None) -> bool:
+    """Whether an event of `run` must change nothing: it is older than the media's newest run,
+    or, the media being forgotten, of the forgotten run or an older one."""
+    if row is not None:
+        return run < row.run
+    forgotten = database.rows(db, "SELECT run FROM forgotten WHERE media_id = ?", (media_id,))
+    return bool(forgotten) and run <= str(forgotten[0][0])
+
+
 def _reset(db: apsw.Connection, media_id: str, run: str, state: str, url: str | None) -> None:
-    """Start the media over as `run`: counts from zero, no failure, not indexed. Chunk rows of
-    the older run stay (a transcript stays readable) until the new run completes."""
+    """Start the media over as `run`: counts from zero, no failure, not indexed, no callback.
+    Chunk rows of the older run stay (a transcript stays readable) until the new run completes.
+    A tombstone goes: the new row's run, newer, now decides what is admitted."""
     now = time.time()
     db.execute(
         "INSERT OR REPLACE INTO media (media_id, run, state, source_url, requested_at, "
         "updated_at) VALUES (?, ?, ?, ?, ?, ?)",
         (media_id, run, state, url, now, now),
     )
+    db.execute("DELETE FROM forgotten WHERE media_id = ?", (media_id,))
 
 
 def _put_chunk(
@@ -388,9 +494,3 @@ def _advance(db: apsw.Connection, media_id: str, now: float) -> Announcement | N
         raise AnnouncementInFlightError(media_id, ANNOUNCE_LEASE_SECONDS - (now - claimed))
     db.execute("UPDATE media SET announce_claimed_at = ? WHERE media_id = ?", (now, media_id))
     return Announcement(media_id, str(run), str(url or ""), int(count), int(passages))
-
-
-def _iso(seconds: float | None) -> str | None:
-    if seconds is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))

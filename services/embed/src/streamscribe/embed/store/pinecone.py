@@ -38,6 +38,7 @@ from pinecone import (
     DenseVectorField,
     Index,
     IndexModel,
+    ListResponse,
     NotFoundError,
     Pinecone,
     PineconeConnectionError,
@@ -65,6 +66,8 @@ REQUEST_BUDGET = 1_900_000
 """Bytes of JSON per upsert request: Pinecone refuses more than 2 MB."""
 DELETE_BATCH = 1000
 """Ids per delete request, Pinecone's limit."""
+LIST_PAGE = 100
+"""Ids per list request, Pinecone's largest page."""
 QUERY_TOP_K_MAX = 1000
 """Pinecone's largest top_k for a query that returns metadata."""
 MAX_BACKOFF_SECONDS = 60.0
@@ -123,9 +126,14 @@ class PineconeVectors:
             upsert = partial(self._index.upsert, vectors=batch, namespace=namespace)
             self._call(f"upsert of {len(batch)} records", upsert)
         # after the upsert: a failure in between leaves extra passages, never missing ones
-        for start in range(0, len(stale_ids), DELETE_BATCH):
-            ids = list(stale_ids[start : start + DELETE_BATCH])
-            self._call(f"delete of {len(ids)} ids", partial(self._delete, ids))
+        self._delete_in_batches(stale_ids)
+
+    def delete_media(self, media_id: str) -> None:
+        """Serverless indexes cannot delete by metadata filter: list the ids under the prefix
+        `media_id:` (ids are `media_id:seq:passage`), then delete them in batches. Listing is
+        eventually consistent like the rest: a passage written moments ago may be missed."""
+        ids = [key for key in self._ids_with_prefix(f"{media_id}:") if _of_media(key, media_id)]
+        self._delete_in_batches(ids)
 
     def nearest(self, vector: Vectors, k: int) -> list[Hit]:
         if k <= 0:
@@ -162,6 +170,30 @@ class PineconeVectors:
 
     def _delete(self, ids: list[str]) -> None:
         self._index.delete(ids=ids, namespace=self._section.namespace)
+
+    def _delete_in_batches(self, ids: Sequence[str]) -> None:
+        for start in range(0, len(ids), DELETE_BATCH):
+            batch = list(ids[start : start + DELETE_BATCH])
+            self._call(f"delete of {len(batch)} ids", partial(self._delete, batch))
+
+    def _ids_with_prefix(self, prefix: str) -> list[str]:
+        """Every id starting with `prefix`, a page at a time (each page retried on its own)."""
+        ids: list[str] = []
+        token: str | None = None
+        while True:
+            page = self._call("list of ids", partial(self._list_page, prefix, token))
+            ids.extend(item.id for item in page.vectors if item.id is not None)
+            token = page.pagination.next if page.pagination is not None else None
+            if token is None:
+                return ids
+
+    def _list_page(self, prefix: str, token: str | None) -> ListResponse:
+        return self._index.list_paginated(
+            prefix=prefix,
+            limit=LIST_PAGE,
+            pagination_token=token,
+            namespace=self._section.namespace,
+        )
 
     def _call(self, what: str, request: Callable[[], T]) -> T:
         """`request`, tried up to `max_attempts` times while its failure may pass."""
@@ -354,6 +386,13 @@ def _describe(exc: PineconeError) -> str:
     if isinstance(exc, ApiError):
         return f"HTTP {exc.status_code}: {exc.message}"
     return f"{type(exc).__name__}: {exc}"
+
+
+def _of_media(key: str, media_id: str) -> bool:
+    """Whether `key` is a passage id of this media: `media_id:seq:passage`, digits after the
+    prefix. Media ids may hold colons, so the prefix `a:` also lists passages of media `a:b`."""
+    rest = key.removeprefix(f"{media_id}:").split(":")
+    return key.startswith(f"{media_id}:") and len(rest) == 2 and all(p.isdigit() for p in rest)
 
 
 def _check_id(key: str) -> None:

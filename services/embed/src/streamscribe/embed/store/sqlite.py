@@ -87,6 +87,11 @@ class SQLiteVectors:
             for passage, vector in zip(passages, matrix, strict=True):
                 _insert(db, passage, vector, source_url)
 
+    def delete_media(self, media_id: str) -> None:
+        """Delete the media's passages from the three tables in one write transaction."""
+        with database.write(self._db) as db:
+            _delete(db, "media_id = ?", (media_id,))
+
     def nearest(self, vector: Vectors, k: int) -> list[Hit]:
         if k <= 0 or self._dimension() is None:
             return []
