@@ -707,18 +707,13 @@ def api_serving(directory: Path, model_dir: Path) -> Iterator[str]:
     """The HTTP API on `directory`'s index, with the real model, served from this process:
     what `search` and `status` ask (in a stack, embed serves it). Yields its URL."""
     from faststream.kafka import KafkaBroker
-    from tests.api_server import serving
+    from tests.api_server import api_on, serving
 
-    from streamscribe.embed.api import MediaApi
     from streamscribe.embed.embedder import load_embedder
-    from streamscribe.embed.settings import EmbedSection, EmbedSettings
-    from streamscribe.embed.store.factory import open_index
+    from streamscribe.embed.settings import EmbedSection
 
-    settings = EmbedSettings(data_dir=directory, embed=EmbedSection(onnx_dir=model_dir))
-    embedder = load_embedder(settings.embed, directory)
-    api = MediaApi(settings)
-    api.open(open_index(settings, embedder.dimension), embedder, KafkaBroker())
-    with serving(api) as url:
+    embedder = load_embedder(EmbedSection(onnx_dir=model_dir), directory)
+    with serving(api_on(directory, KafkaBroker(), embedder=embedder)) as url:
         yield url
 
 

@@ -38,7 +38,7 @@ import sys
 from pathlib import Path
 
 import streamscribe.embed.app
-import streamscribe.embed.api
+import streamscribe.api.app
 from streamscribe.embed.embedder import load_embedder
 from streamscribe.embed.settings import EmbedSection
 

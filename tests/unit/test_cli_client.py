@@ -135,4 +135,5 @@ def test_messages_are_shown_verbatim(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert table.exit_code == 0, table.output
     assert YTDLP_404 in table.output
     assert refused.exit_code == 1
-    assert "no media [generic]" in refused.output
+    assert "media_id" in refused.output
+    assert "'^[A-Za-z0-9]" in refused.output  # the API's pattern, brackets and all

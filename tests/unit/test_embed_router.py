@@ -106,7 +106,7 @@ def session_embedder(
 ) -> Iterator[TextEmbedder]:
     """The app's resources load the session's embedder instead of loading one per test."""
     batch_size = embedder.batch_size
-    monkeypatch.setattr(embed_app, "load_embedder", lambda *_: embedder)
+    monkeypatch.setattr(embed_app, "shared_embedder", lambda *_: embedder)
     yield embedder
     embedder.batch_size = batch_size  # the resources size it to the memory budget
 

@@ -14,19 +14,25 @@ SOURCES = [
     ROOT / "libs" / "common" / "src",
     *sorted((ROOT / "services").glob("*/src")),
 ]
-SERVICES = ("streamscribe.ingest", "streamscribe.transcribe", "streamscribe.embed")
+SERVICES = (
+    "streamscribe.ingest",
+    "streamscribe.transcribe",
+    "streamscribe.embed",
+    "streamscribe.api",
+)
 CLIENT_FACING = {
     # the app factories `worker` and `up --single-process` start, and `make docs` documents
     "streamscribe.ingest.app",
     "streamscribe.transcribe.app",
     "streamscribe.embed.app",
+    "streamscribe.api.app",
     # the settings the CLI reads to reach the services (ports, topics, data dir)
     "streamscribe.ingest.settings",
     "streamscribe.transcribe.settings",
     "streamscribe.embed.settings",
-    # `submit FILE`: ingest's public chunk source; `make docs`: the API's document
+    "streamscribe.api.settings",
+    # `submit FILE`: ingest's public chunk source
     "streamscribe.ingest.chunk_source",
-    "streamscribe.embed.openapi",
     # `up` on the embedded broker: the ledger is what it resumes after a restart
     "streamscribe.embed.store.ledger",
 }

@@ -11,9 +11,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from streamscribe.api.app import openapi_document
+from streamscribe.api.settings import ApiSettings
 from streamscribe.common.settings import KafkaSettings, TopicSettings
 from streamscribe.embed.app import create_app as embed_app
-from streamscribe.embed.openapi import OPENAPI
 from streamscribe.embed.settings import EmbedSettings
 from streamscribe.ingest.app import create_app as ingest_app
 from streamscribe.ingest.settings import IngestSettings
@@ -39,7 +40,8 @@ def documents() -> dict[str, str]:
         f"asyncapi/{name}.json": _text(app.schema.to_specification().to_jsonable())
         for name, app in apps.items()
     }
-    return {"openapi.json": _text(OPENAPI), **generated}
+    openapi = openapi_document(ApiSettings(**defaults))
+    return {"openapi.json": _text(openapi), **generated}
 
 
 def main(argv: list[str]) -> None:

@@ -10,7 +10,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import click
 import typer
 from pydantic import ValidationError
 from rich.console import Console
@@ -20,7 +19,7 @@ from rich.text import Text
 
 from streamscribe.common.errors import StreamscribeError
 from streamscribe.common.settings import CommonSettings
-from streamscribe.common.vocabulary import FORMATS, MODES, SCOPES
+from streamscribe.common.vocabulary import Format, Scope, SearchMode
 
 if TYPE_CHECKING:
     from streamscribe.cli.client import ApiClient
@@ -291,11 +290,8 @@ def search(
     query: str,
     k: Annotated[int, typer.Option("-k", min=1, max=100, help="How many passages.")] = 5,
     mode: Annotated[
-        str | None,
-        typer.Option(
-            click_type=click.Choice(MODES),
-            help="hybrid (default: vector and keyword fused), vector or keyword.",
-        ),
+        SearchMode | None,
+        typer.Option(help="hybrid (default: vector and keyword fused), vector or keyword."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     api: ApiOption = None,
@@ -333,9 +329,7 @@ def search(
 @app.command()
 def transcript(
     media_id: str,
-    fmt: Annotated[
-        str, typer.Option("--format", click_type=click.Choice(FORMATS), help="Output format.")
-    ] = "txt",
+    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = "txt",
     api: ApiOption = None,
 ) -> None:
     """Print the transcript of one indexed media (streamed, any length)."""
@@ -371,10 +365,9 @@ def forget(media_id: str, api: ApiOption = None) -> None:
 def keys_create(
     name: str,
     scope: Annotated[
-        str,
+        Scope,
         typer.Option(
-            click_type=click.Choice(SCOPES),
-            help="read: search, status, transcripts; submit: and submit, forget; admin: all.",
+            help="read: search, status, transcripts; submit: and submit, forget; admin: all."
         ),
     ] = "read",
     api: ApiOption = None,

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from streamscribe.api.settings import ApiSettings
 from streamscribe.common.settings import CommonSettings
 from streamscribe.embed.settings import EmbedSettings
 from streamscribe.ingest.settings import IngestSettings
@@ -43,7 +44,7 @@ def rows(model: type[BaseModel], path: str = "") -> Iterator[tuple[str, str, str
 
 def table() -> str:
     seen: dict[str, tuple[str, str]] = {}
-    for model in (CommonSettings, IngestSettings, TranscribeSettings, EmbedSettings):
+    for model in (CommonSettings, IngestSettings, TranscribeSettings, EmbedSettings, ApiSettings):
         for env, default, meaning in rows(model):
             seen.setdefault(env, (default, meaning))
     lines = ["| env var | default | meaning |", "|---|---|---|"]

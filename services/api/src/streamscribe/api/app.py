@@ -10,9 +10,11 @@ import ipaddress
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
+from pydantic import BaseModel
 
 from streamscribe.api import errors, keys, media, search, transcriptions
 from streamscribe.api.callbacks import Sender
@@ -52,6 +54,11 @@ def create_api(api: ApiState) -> FastAPI:
     return app
 
 
+def openapi_document(settings: ApiSettings) -> dict[str, Any]:
+    """The API's OpenAPI document (`make docs` writes it to docs/openapi.json)."""
+    return create_api(ApiState(settings)).openapi()
+
+
 def service(settings: ApiSettings) -> Service:
     api = ApiState(settings)
 
@@ -71,7 +78,10 @@ def service(settings: ApiSettings) -> Service:
             stack.callback(api.detach)
             yield {"callbacks": Sender(settings, ledger)}
 
-    publishes = {settings.topics.requested: MediaRequested, settings.topics.audio: AudioChunk}
+    publishes: dict[str, type[BaseModel]] = {
+        settings.topics.requested: MediaRequested,
+        settings.topics.audio: AudioChunk,
+    }
     return Service(
         NAME, callbacks_router(settings), resources, publishes, create_api(api), api.is_open
     )

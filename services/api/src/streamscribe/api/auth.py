@@ -15,10 +15,12 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import SecretStr
 
 from streamscribe.api.errors import ApiError
 from streamscribe.api.state import ApiState, state
-from streamscribe.embed.store.keys import Scope, allows
+from streamscribe.common.vocabulary import Scope
+from streamscribe.embed.store.keys import allows
 
 BEARER = HTTPBearer(auto_error=False, description="An API key: `streamscribe keys create`.")
 NO_KEY = (
@@ -45,9 +47,8 @@ async def caller(
     if section.auth == "none":
         return Caller("anyone", "admin")
     token = credentials.credentials if credentials else None
-    if section.admin_key is not None and token is not None:
-        if hmac.compare_digest(token.encode(), section.admin_key.get_secret_value().encode()):
-            return Caller("admin_key", "admin")
+    if token is not None and _is_admin_key(token, section.admin_key):
+        return Caller("admin_key", "admin")
     if token is not None:
         record = await api.keys(lambda keys: keys.verify(token))
         if record is None:
@@ -58,6 +59,12 @@ async def caller(
             return Caller("loopback", "admin")
         raise ApiError(401, "without API keys this API serves loopback clients only; " + NO_KEY)
     raise ApiError(401, NO_KEY, _challenge())
+
+
+def _is_admin_key(token: str, admin_key: SecretStr | None) -> bool:
+    return admin_key is not None and hmac.compare_digest(
+        token.encode(), admin_key.get_secret_value().encode()
+    )
 
 
 def _challenge() -> dict[str, str]:

@@ -12,7 +12,8 @@ from pydantic import BaseModel, Field
 from streamscribe.api.auth import ADMIN
 from streamscribe.api.errors import ApiError, ErrorBody
 from streamscribe.api.state import ApiState, state
-from streamscribe.embed.store.keys import KeyRecord, Scope
+from streamscribe.common.vocabulary import Scope
+from streamscribe.embed.store.keys import KeyRecord
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 Api = Annotated[ApiState, Depends(state)]

@@ -16,8 +16,9 @@ from streamscribe.api.state import ApiState, state
 from streamscribe.common.delivery import publish_event
 from streamscribe.common.errors import MediaError
 from streamscribe.common.events import MEDIA_ID_PATTERN, MediaRequest, MediaRequested, new_run
+from streamscribe.common.vocabulary import FORMATS, Format
 from streamscribe.embed.store.ledger import MediaRecord
-from streamscribe.embed.transcript_format import FORMATS, About, Format, render
+from streamscribe.embed.transcript_format import About, render
 from streamscribe.ingest.urlguard import check_url, url_policy
 
 MAX_RECENT = 1000
@@ -47,9 +48,7 @@ async def submit(request: MediaRequest, api: Api) -> Accepted:
     event = MediaRequested(**request.model_dump(exclude_none=True), run=new_run())
     media_id, run = event.resolved_id, event.run
     assert run is not None
-    await publish_event(
-        api.current.broker, api.settings.topics.requested, event, media_id.encode()
-    )
+    await publish_event(api.current.broker, api.settings.topics.requested, event, media_id.encode())
     # recorded at once: `up` resumes what the ledger holds as unfinished
     await api.read(
         lambda index: index.ledger.request(media_id, run, event.url, request.callback_url)
@@ -89,9 +88,7 @@ async def status(media_id: MediaId, api: Api) -> MediaStatus:
     return MediaStatus.model_validate((await _record(api, media_id)).as_dict())
 
 
-@router.delete(
-    "/media/{media_id}", dependencies=[SUBMIT], responses={404: {"model": ErrorBody}}
-)
+@router.delete("/media/{media_id}", dependencies=[SUBMIT], responses={404: {"model": ErrorBody}})
 async def forget(media_id: MediaId, api: Api) -> Forgotten:
     """Remove the media's passages from the index, its transcript and its ledger record; a
     later submission indexes it anew."""
@@ -142,5 +139,3 @@ async def _stream(api: ApiState, blocks: Iterator[str]) -> AsyncIterator[bytes]:
 
 def _take(blocks: Iterator[str], count: int) -> list[str]:
     return [block for _, block in zip(range(count), blocks, strict=False)]
-
-

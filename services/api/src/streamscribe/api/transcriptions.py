@@ -23,8 +23,13 @@ from streamscribe.api.openai_shapes import ModelList, answer, model_list
 from streamscribe.api.state import ApiState, state
 from streamscribe.common.delivery import publish_event
 from streamscribe.common.errors import MediaError, Reason
-from streamscribe.common.events import AudioChunk, MediaRequest, MediaRequested, new_run
-from streamscribe.common.events import media_id_for_file
+from streamscribe.common.events import (
+    AudioChunk,
+    MediaRequest,
+    MediaRequested,
+    media_id_for_file,
+    new_run,
+)
 from streamscribe.common.tempfiles import TempRoot
 from streamscribe.embed.store.ledger import MediaRecord
 from streamscribe.ingest.chunk_source import MediaRef, audio_key, publish_file
@@ -92,15 +97,17 @@ async def transcriptions(
     return answer(response_format, granularities, record.language, segments)
 
 
-async def _publish_upload(api: ApiState, upload: UploadFile, language: str | None) -> tuple[str, str]:
+async def _publish_upload(
+    api: ApiState, upload: UploadFile, language: str | None
+) -> tuple[str, str]:
     temp = TempRoot(api.settings.temp_root, "api")
     with temp.job("upload") as job:
         path = job / "media"
         digest = await _save(upload, path, api.settings.api.max_upload_bytes)
         name = upload.filename or "upload"
-        media = MediaRef(media_id_for_file(digest), f"upload:{quote(name)}", language, new_run())
-        assert media.run is not None
-        await api.read(lambda index: index.ledger.request(media.media_id, media.run or "", media.source_url))
+        run = new_run()
+        media = MediaRef(media_id_for_file(digest), f"upload:{quote(name)}", language, run)
+        await api.read(lambda index: index.ledger.request(media.media_id, run, media.source_url))
         broker, topic = api.current.broker, api.settings.topics.audio
 
         async def send(chunk: AudioChunk) -> None:
@@ -110,7 +117,7 @@ async def _publish_upload(api: ApiState, upload: UploadFile, language: str | Non
             await publish_file(path, media, api.settings.ingest, send)
         except MediaError as exc:
             raise ApiError(400, f"{exc.reason.value}: {exc.detail}") from exc
-    return media.media_id, media.run
+    return media.media_id, run
 
 
 async def _save(upload: UploadFile, path: Path, most: int) -> str:
@@ -164,5 +171,3 @@ def _failed(record: MediaRecord) -> ApiError:
     message = f"{reason}: {failure.get('detail', '')}"
     status = 400 if reason in {r.value for r in BAD_INPUT} else 502
     return ApiError(status, message, NO_RETRY)
-
-

@@ -14,7 +14,8 @@ from streamscribe.common.events import Event, MediaFailed, MediaIndexed
 from streamscribe.common.memory import admitted, load_model, resolve_marks, rss
 from streamscribe.common.service import Service, build_app
 from streamscribe.embed.embedder import shared_embedder
-from streamscribe.embed.handlers import STAGE, Resources, router
+from streamscribe.embed.handlers import STAGE as STAGE
+from streamscribe.embed.handlers import Resources, router
 from streamscribe.embed.settings import EmbedSettings
 from streamscribe.embed.store.factory import open_index
 

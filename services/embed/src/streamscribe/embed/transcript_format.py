@@ -19,7 +19,6 @@ from streamscribe.common.vocabulary import FORMATS, Format
 from streamscribe.embed.subtitles import Cue, cues
 
 
-
 @dataclass(frozen=True)
 class About:
     """What the JSON export says of the transcript as a whole."""

@@ -34,8 +34,9 @@ _TRANSIENT = re.compile(
 )
 _NOT_FOUND = re.compile(r"HTTP Error (404|410)", re.IGNORECASE)
 # yt-dlp reports a redirect as an error only when it will not follow it: to another scheme
-# (file:, data:, ...) or round in a loop. The proxy never sees such a hop.
-_REDIRECT = re.compile(r"HTTP Error 30[12378]", re.IGNORECASE)
+# (file:, data:, ...) or round in a loop. The proxy never sees such a hop. With `requests`
+# installed, yt-dlp fetches through it, which names a hop to another scheme its own way.
+_REDIRECT = re.compile(r"HTTP Error 30[12378]|No connection adapters were found", re.IGNORECASE)
 _NEEDS_FFMPEG = re.compile(r"ffmpeg could not be found|ffmpeg is not installed", re.IGNORECASE)
 _EMPTY = re.compile(r"Did not get any data blocks")
 _UNSUPPORTED = re.compile(r"Unsupported URL|no video formats|Requested format is not available")
@@ -214,7 +215,7 @@ def _probe(ydl: yt_dlp.YoutubeDL, url: str) -> dict[str, Any]:
     """Metadata only; a playlist yields its first item."""
     try:
         info = ydl.extract_info(url, download=False)
-    except DownloadError as exc:
+    except (DownloadError, RequestError) as exc:  # RequestError: raised unwrapped via requests
         raise _classify(exc) from exc
     if info is None:
         raise MediaError(Reason.UNSUPPORTED_MEDIA, f"nothing to download at {url}")
@@ -262,7 +263,7 @@ def _check_content_type(ydl: yt_dlp.YoutubeDL, info: dict[str, Any]) -> None:
         )
 
 
-def _classify(exc: DownloadError) -> Exception:
+def _classify(exc: DownloadError | RequestError) -> Exception:
     message = str(exc)
     if _NOT_FOUND.search(message):
         return MediaError(Reason.NOT_FOUND, message)

@@ -29,7 +29,7 @@ from streamscribe.ingest.chunk_source import decode_limits
 from streamscribe.ingest.chunker import ChunkLimits
 from streamscribe.ingest.downloader import CaptionChoice, Captions, DownloadLimits, download
 from streamscribe.ingest.publisher import MediaRef, audio_key, publish_audio
-from streamscribe.ingest.settings import IngestSection, IngestSettings
+from streamscribe.ingest.settings import IngestSettings
 from streamscribe.ingest.urlguard import check_url, url_policy
 
 STAGE = "ingest"

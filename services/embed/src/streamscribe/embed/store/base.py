@@ -22,7 +22,6 @@ Vectors = npt.NDArray[np.floating[Any]]
 """Rows of float vectors, one per passage (or a single query vector)."""
 
 
-
 @dataclass(frozen=True)
 class Hit:
     """One search result, best first. `score`: cosine similarity for vector search, BM25 (higher
