@@ -100,8 +100,12 @@ def test_the_table_covers_every_route_of_the_openapi_document(tmp_path: Path) ->
 
 
 def _template(path: str) -> str:
-    known = {"/media/m1": "/media/{media_id}", "/media/m1/transcript": "/media/{media_id}/transcript",
-             "/media/del-{scope}": "/media/{media_id}", "/keys/old-{scope}": "/keys/{name}"}  # fmt: skip
+    known = {
+        "/media/m1": "/media/{media_id}",
+        "/media/m1/transcript": "/media/{media_id}/transcript",
+        "/media/del-{scope}": "/media/{media_id}",
+        "/keys/old-{scope}": "/keys/{name}",
+    }
     return known.get(path, path)
 
 

@@ -108,7 +108,7 @@ async def test_an_upload_goes_through_the_pipeline_and_comes_back_verbose(setup:
     assert [w["word"] for w in body["words"]] == ["Budget", "talks", "resume."]
     assert [(s["start"], s["end"]) for s in body["segments"]] == [(0.2, 1.6)]
     assert body["segments"][0]["avg_logprob"] == pytest.approx(math.log(0.9))
-    assert published and published[-1].final
+    assert published[-1].final
     record = api.index.ledger.get(published[0].media_id)
     assert record is not None
     assert (record.state, record.source_url) == ("indexed", "upload:talk.wav")
