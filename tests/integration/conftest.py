@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import functools
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -146,11 +147,15 @@ class Pipeline:
         )
 
     @property
+    def api_url(self) -> str:
+        port = self.env.get("STREAMSCRIBE_EMBED__HTTP_PORT")
+        return self.env.get("STREAMSCRIBE_API_URL") or f"http://127.0.0.1:{port}"
+
+    @property
     def api(self) -> ApiClient:
         """The HTTP API's client, where the CLI finds the API: `STREAMSCRIBE_API_URL`, else the
         embed service's port (every pipeline here sets one of them)."""
-        port = self.env.get("STREAMSCRIBE_EMBED__HTTP_PORT")
-        return ApiClient(self.env.get("STREAMSCRIBE_API_URL") or f"http://127.0.0.1:{port}", 30)
+        return ApiClient(self.api_url, 30, key=self.env.get("STREAMSCRIBE_API_KEY"))
 
     def status(self, media_id: str) -> dict[str, Any] | None:
         """The ledger's record through the HTTP API (what `status --json` prints); None while
@@ -252,6 +257,7 @@ def start_pipeline(
     data_dir.mkdir(parents=True, exist_ok=True)
     prefix = f"it-{uuid.uuid4().hex[:8]}."
     ports = service_ports(replicas)
+    admin_key = f"ss_test-{secrets.token_urlsafe(24)}"
     env = {
         **os.environ,
         "STREAMSCRIBE_KAFKA__BOOTSTRAP_SERVERS": kafka,
@@ -265,6 +271,10 @@ def start_pipeline(
         "STREAMSCRIBE_INGEST__ALLOWED_HOSTS": '["127.0.0.1"]',
         "STREAMSCRIBE_RETRY__BACKOFF_SECONDS": "0.2",
         "STREAMSCRIBE_RETRY__MAX_ATTEMPTS": "2",
+        # the API as deployed: keys required (the settings' admin key, which the CLI sends)
+        "STREAMSCRIBE_API__ADMIN_KEY": admin_key,
+        "STREAMSCRIBE_API_KEY": admin_key,
+        "STREAMSCRIBE_API__CALLBACK_SECRET": secrets.token_hex(16),
         **model_env(),
         **{f"STREAMSCRIBE_{name}__HTTP_PORT": str(port) for name, port in ports.items()},
         **extra,

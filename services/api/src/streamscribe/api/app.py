@@ -43,6 +43,11 @@ def create_api(api: ApiState) -> FastAPI:
         version="1",
         summary="Media URLs in, a searchable timestamped transcript index out.",
         redoc_url=None,
+        # every route may refuse a caller, a request or (for now) its work: all as ErrorBody
+        responses={
+            status: {"model": errors.ErrorBody, "description": meaning}
+            for status, meaning in errors.EVERY_ROUTE.items()
+        },
     )
     app.state.api = api
     errors.install(app)

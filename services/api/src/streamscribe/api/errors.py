@@ -17,6 +17,14 @@ from streamscribe.common.errors import StreamscribeError
 log = logging.getLogger(__name__)
 
 
+EVERY_ROUTE = {
+    401: "No API key, or an unknown or revoked one.",
+    403: "The key's scope does not cover this route.",
+    422: "A parameter or the body is not valid.",
+    503: "The index is not open yet, or failed; try again.",
+}
+
+
 class ErrorBody(BaseModel):
     """What every refusal carries."""
 

@@ -88,7 +88,11 @@ async def status(media_id: MediaId, api: Api) -> MediaStatus:
     return MediaStatus.model_validate((await _record(api, media_id)).as_dict())
 
 
-@router.delete("/media/{media_id}", dependencies=[SUBMIT], responses={404: {"model": ErrorBody}})
+@router.delete(
+    "/media/{media_id}",
+    dependencies=[SUBMIT],
+    responses={404: {"model": ErrorBody}, 429: {"model": ErrorBody}},
+)
 async def forget(media_id: MediaId, api: Api) -> Forgotten:
     """Remove the media's passages from the index, its transcript and its ledger record; a
     later submission indexes it anew."""

@@ -42,7 +42,9 @@ COPY_BYTES = 1 << 20
 BAD_INPUT = {
     Reason.UNSUPPORTED_LANGUAGE, Reason.UNSUPPORTED_MEDIA, Reason.NO_AUDIO, Reason.DECODE_ERROR,
     Reason.TOO_LONG, Reason.TOO_LARGE, Reason.REFUSED_URL, Reason.NOT_FOUND, Reason.LIVE_STREAM,
+    Reason.DOWNLOAD_ERROR, Reason.NO_CAPTIONS, Reason.INVALID_EVENT,
 }  # fmt: skip
+# the rest (transcribe_error, index_error, interrupted) are the pipeline's own: 502
 NO_RETRY = {"x-should-retry": "false"}  # OpenAI's SDKs retry 5xx unless told not to
 Api = Annotated[ApiState, Depends(state)]
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -59,10 +61,19 @@ async def models(api: Api) -> ModelList:
     dependencies=[SUBMIT],
     response_model=None,
     responses={
-        200: {"content": {"text/plain": {}, "application/json": {}}},
+        200: {
+            "description": "OpenAI's shapes: json and verbose_json, or text, srt, vtt.",
+            "content": {
+                kind: {"schema": {"type": "string"}}
+                for kind in ("text/plain", "application/x-subrip", "text/vtt")
+            }
+            | {"application/json": {"schema": {"type": "object"}}},
+        },
         400: {"model": ErrorBody},
         413: {"model": ErrorBody},
-        504: {"model": ErrorBody},
+        429: {"model": ErrorBody},
+        502: {"model": ErrorBody, "description": "The pipeline failed the media."},
+        504: {"model": ErrorBody, "description": "Still transcribing: poll the media."},
     },
 )
 async def transcriptions(
