@@ -14,7 +14,7 @@ import openai
 import pysubs2
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -86,31 +86,30 @@ def test_models_lists_the_transcribers_model(client: openai.OpenAI, pipeline: Pi
     assert "whisper-1" in ids
 
 
-@pytest.fixture(scope="module")
-def api_schema(pipeline: Pipeline) -> schemathesis.BaseSchema:
-    return schemathesis.openapi.from_url(f"{pipeline.api_url}/openapi.json")
+def test_every_operation_conforms_to_its_document(pipeline: Pipeline) -> None:
+    """Each operation of the served document, with generated valid requests and a valid key."""
+    schema = schemathesis.openapi.from_url(f"{pipeline.api_url}/openapi.json")
+    key = {"Authorization": f"Bearer {pipeline.env['STREAMSCRIBE_API_KEY']}"}
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) >= 11
+    for operation in operations:
+
+        @given(operation.as_strategy())
+        @settings(
+            max_examples=12,
+            deadline=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+        )
+        def conforms(case: schemathesis.Case) -> None:
+            case.call_and_validate(headers=key, checks=CHECKS, timeout=120)
+
+        conforms()
 
 
-schema = schemathesis.pytest.from_fixture("api_schema")
-
-
-@schema.parametrize()
-@settings(
-    max_examples=12,
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-    derandomize=True,
-)
-def test_every_operation_conforms_to_its_document(
-    case: schemathesis.Case, pipeline: Pipeline
-) -> None:
-    case.call_and_validate(
-        headers={"Authorization": f"Bearer {pipeline.env['STREAMSCRIBE_API_KEY']}"},
-        checks=[
-            not_a_server_error,
-            status_code_conformance,
-            content_type_conformance,
-            response_schema_conformance,
-        ],
-        timeout=120,
-    )
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
