@@ -10,8 +10,8 @@ import uuid
 import pytest
 from faststream.kafka.annotations import KafkaMessage
 
-from streamscribe.cli.dlq import DeadLetter, list_dead_letters, replay_dead_letters
 from streamscribe.common.consumer import Stage
+from streamscribe.common.dead_letters import DeadLetter, list_dead_letters, replay_dead_letters
 from streamscribe.common.delivery import ATTEMPT
 from streamscribe.common.errors import TransientError
 from streamscribe.common.events import MediaRequested

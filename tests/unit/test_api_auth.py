@@ -34,9 +34,18 @@ ROUTES: list[tuple[str, str, str, dict[str, Any]]] = [
     ("POST", "/keys", "admin", {"json": {"name": "new-{scope}", "scope": "read"}}),
     ("GET", "/keys", "admin", {}),
     ("DELETE", "/keys/old-{scope}", "admin", {}),
+    # a topic that is not the pipeline's: refused before any broker is asked
+    ("GET", "/dead-letters/nothing", "admin", {}),
+    ("POST", "/dead-letters/nothing/replay", "admin", {}),
 ]
 # what an allowed caller gets (the transcription without a file is refused past the key check)
-ALLOWED = {"POST /media": 202, "POST /keys": 201, "POST /v1/audio/transcriptions": 400}
+ALLOWED = {
+    "POST /media": 202,
+    "POST /keys": 201,
+    "POST /v1/audio/transcriptions": 400,
+    "GET /dead-letters/nothing": 404,
+    "POST /dead-letters/nothing/replay": 404,
+}
 
 
 def _chunks() -> list[Any]:
@@ -105,6 +114,8 @@ def _template(path: str) -> str:
         "/media/m1/transcript": "/media/{media_id}/transcript",
         "/media/del-{scope}": "/media/{media_id}",
         "/keys/old-{scope}": "/keys/{name}",
+        "/dead-letters/nothing": "/dead-letters/{topic}",
+        "/dead-letters/nothing/replay": "/dead-letters/{topic}/replay",
     }
     return known.get(path, path)
 

@@ -411,7 +411,7 @@ def dlq_list(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Every dead letter of TOPIC with its stage, attempts and error."""
-    from streamscribe.cli.dlq import list_dead_letters
+    from streamscribe.common.dead_letters import list_dead_letters
 
     letters = _run(list_dead_letters(_settings(CommonSettings), topic))
     if as_json:
@@ -430,7 +430,7 @@ def dlq_list(
 @dlq_app.command("replay")
 def dlq_replay(topic: TopicArgument) -> None:
     """Re-publish TOPIC's dead letters not replayed before, with fresh attempts."""
-    from streamscribe.cli.dlq import replay_dead_letters
+    from streamscribe.common.dead_letters import replay_dead_letters
 
     count = _run(replay_dead_letters(_settings(CommonSettings), topic))
     print(f"replayed {count} dead letters")

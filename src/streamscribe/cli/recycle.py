@@ -16,7 +16,13 @@ from pathlib import Path
 from faststream.kafka import KafkaBroker
 from prometheus_client.parser import text_string_to_metric_families
 
-from streamscribe.cli.dlq import REPLAY_GROUP, DeadLetter, dlq_consumer, drain, letter_of
+from streamscribe.common.dead_letters import (
+    REPLAY_GROUP,
+    DeadLetter,
+    dlq_consumer,
+    drain,
+    letter_of,
+)
 from streamscribe.common.settings import CommonSettings
 
 BUSY_METRICS = ("streamscribe_received_messages_in_process", "streamscribe_consumer_lag_messages")

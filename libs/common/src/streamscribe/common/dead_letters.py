@@ -1,4 +1,5 @@
-"""`streamscribe dlq list|replay TOPIC`: inspect dead letters and put them back on their topic.
+"""Dead letters: list them and put them back on their topic (`streamscribe dlq list|replay
+TOPIC`, and the API's `/dead-letters/{topic}`, scope admin).
 
 Replay consumes the dead-letter topic in its own consumer group and commits after each
 re-publish, so a dead letter is replayed once, however often `replay` runs."""
