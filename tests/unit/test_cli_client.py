@@ -137,3 +137,34 @@ def test_messages_are_shown_verbatim(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert refused.exit_code == 1
     assert "media_id" in refused.output
     assert "'^[A-Za-z0-9]" in refused.output  # the API's pattern, brackets and all
+
+
+def test_keys_are_created_listed_used_and_revoked_through_the_api(tmp_path: Path) -> None:
+    chunks = [chunk(0, 1)]
+    with serving(api_on(tmp_path, KafkaBroker(), chunks)) as url:
+        env = {**NO_BROKER, "STREAMSCRIBE_API_URL": url}
+        first = CliRunner().invoke(app, ["keys", "create", "ops", "--scope", "admin"], env=env)
+        assert first.exit_code == 0, first.output
+        admin = first.stdout.strip().splitlines()[-1]
+        assert admin.startswith("ss_")
+        keyed = {**env, "STREAMSCRIBE_API_KEY": admin}
+        without = CliRunner().invoke(app, ["status", "m1"], env=env)
+        assert without.exit_code == 1  # a key exists now: loopback needs one too
+        assert "API key" in without.output
+        reader = CliRunner().invoke(app, ["keys", "create", "ro", "--scope", "read"], env=keyed)
+        read_key = reader.stdout.strip().splitlines()[-1]
+        as_reader = {**env, "STREAMSCRIBE_API_KEY": read_key}
+        assert CliRunner().invoke(app, ["status", "m1"], env=as_reader).exit_code == 0
+        refused = CliRunner().invoke(app, ["forget", "m1"], env=as_reader)
+        assert refused.exit_code == 1
+        assert "scope read" in refused.output
+        listed = json.loads(CliRunner().invoke(app, ["keys", "list", "--json"], env=keyed).output)
+        assert {(k["name"], k["scope"]) for k in listed} == {("ops", "admin"), ("ro", "read")}
+        assert admin not in json.dumps(listed)
+        assert CliRunner().invoke(app, ["keys", "revoke", "ro"], env=keyed).exit_code == 0
+        revoked = CliRunner().invoke(app, ["status", "m1"], env=as_reader)
+        assert revoked.exit_code == 1
+        assert "revoked" in revoked.output
+        forgot = CliRunner().invoke(app, ["forget", "m1"], env=keyed)
+        assert forgot.exit_code == 0, forgot.output
+        assert CliRunner().invoke(app, ["status", "m1"], env=keyed).exit_code == 1
