@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
 import time
 import urllib.request
@@ -52,11 +53,19 @@ class Worker:
     process: asyncio.subprocess.Process | None = None
     restarts: int = field(default=0)
     started_at: float = field(default=0.0)
+    port: int = field(default=-1)
+    """Its HTTP port, from `plan_ports`; until then the one its settings give."""
+
+    def __post_init__(self) -> None:
+        if self.port < 0:
+            self.port = self.wanted_port
 
     @property
-    def port(self) -> int:
+    def wanted_port(self) -> int:
         # replicas step by REPLICA_PORT_STEP: the services' default ports are adjacent
         # (9101-9103), so +1 per replica would give ingest's second replica transcribe's port
+        if self.section.http_port == 0:
+            return 0  # the worker picks a free one
         return self.section.http_port + REPLICA_PORT_STEP * self.replica
 
     @property
@@ -107,6 +116,37 @@ class Worker:
             return False
 
 
+def plan_ports(workers: list[Worker], taken: set[int], echo: Callable[[str], None]) -> None:
+    """Give every worker a port of its own before any starts: each service's first worker its
+    configured port (the API's address stays where clients look), then the replicas theirs;
+    a port planned twice, or held by `taken` (the embedded broker), goes to a free port,
+    logged with the setting that would choose it."""
+    used = set(taken)
+    for worker in sorted(workers, key=lambda w: w.replica):
+        wanted = worker.wanted_port
+        if wanted and wanted in used:
+            worker.port = _free_port(worker.section.http_host, used)
+            section = SECTION_OF.get(worker.name, worker.name).upper()
+            echo(
+                f"{worker.label}: port {wanted} is another worker's or the broker's; using "
+                f"{worker.port} (STREAMSCRIBE_{section}__HTTP_PORT sets the first of its "
+                f"service's ports, replicas add {REPLICA_PORT_STEP} each)"
+            )
+        else:
+            worker.port = wanted
+        used.add(worker.port)
+
+
+def _free_port(host: str, used: set[int]) -> int:
+    """A port nobody listens on now and no worker is planned on."""
+    while True:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+        if port not in used:
+            return port
+
+
 class Supervisor:
     def __init__(
         self,
@@ -127,6 +167,8 @@ class Supervisor:
             for replica in range(replicas)
         ]
         self.echo = echo
+        broker = loopback_address(settings.kafka.bootstrap_servers)
+        plan_ports(self.workers, {broker[1]} if broker else set(), echo)
         self.broker: EmbeddedBroker | None = None
         self.stopping = asyncio.Event()
 
