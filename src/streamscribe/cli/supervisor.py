@@ -119,16 +119,16 @@ class Worker:
 def plan_ports(workers: list[Worker], taken: set[int], echo: Callable[[str], None]) -> None:
     """Give every worker a port of its own before any starts: each service's first worker its
     configured port (the API's address stays where clients look), then the replicas theirs;
-    a port planned twice, or held by `taken` (the embedded broker), goes to a free port,
-    logged with the setting that would choose it."""
+    a port planned twice, held by `taken` (the embedded broker) or by a process already
+    listening goes to a free port, logged with the setting that would choose it."""
     used = set(taken)
     for worker in sorted(workers, key=lambda w: w.replica):
         wanted = worker.wanted_port
-        if wanted and wanted in used:
+        if wanted and (wanted in used or is_listening(worker.section.http_host, wanted)):
             worker.port = _free_port(worker.section.http_host, used)
             section = SECTION_OF.get(worker.name, worker.name).upper()
             echo(
-                f"{worker.label}: port {wanted} is another worker's or the broker's; using "
+                f"{worker.label}: port {wanted} is taken or planned for another; using "
                 f"{worker.port} (STREAMSCRIBE_{section}__HTTP_PORT sets the first of its "
                 f"service's ports, replicas add {REPLICA_PORT_STEP} each)"
             )
