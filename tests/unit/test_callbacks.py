@@ -9,6 +9,7 @@ included), so "nothing more" is checked right after the publish: nothing is stil
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -26,11 +27,12 @@ from faststream.kafka import KafkaBroker, TestKafkaBroker
 from pydantic import SecretStr
 
 from streamscribe.api import app as api_app
-from streamscribe.api.callbacks import SIGNATURE
+from streamscribe.api.callbacks import SIGNATURE, Sender
 from streamscribe.api.settings import ApiSection, ApiSettings
 from streamscribe.common.delivery import publish_event
 from streamscribe.common.events import Event, MediaFailed, MediaIndexed, Reason, new_run
 from streamscribe.common.settings import KafkaSettings, TopicSettings
+from streamscribe.embed.store import ledger as ledger_module
 from streamscribe.embed.store.ledger import Ledger, open_ledger
 from streamscribe.ingest.settings import IngestSection
 from tests.api_server import WordEmbedder, api_on
@@ -55,12 +57,14 @@ class Receiver:
     accepted: list[Delivery] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     arrived: threading.Event = field(default_factory=threading.Event)
+    tried: threading.Event = field(default_factory=threading.Event)
     base: str = ""
 
     def take(self, path: str, headers: dict[str, str], body: bytes) -> int:
         with self.lock:
             first = path not in self.attempts
             self.attempts.append(path)
+            self.tried.set()
             if first:
                 return 500
             self.accepted.append(Delivery(path, headers, body))
@@ -206,6 +210,25 @@ async def test_an_older_runs_outcome_sends_nothing(
     callbacks.ledger.request("m-d", new, "https://example.org/m-d.mp3")
     await callbacks.send(callbacks.settings.topics.indexed, indexed("m-d", old))
     assert receiver.attempts == []
+
+
+async def test_a_claimant_during_the_backoff_delivers_and_the_first_then_stops(
+    callbacks: Callbacks, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tries that outlast the claim's lease (here 0 s) while the outcome is redelivered
+    elsewhere (a rebalance): still one delivery, since a failed try released its claim."""
+    monkeypatch.setattr(ledger_module, "CALLBACK_LEASE_SECONDS", 0.0)
+    settings = callbacks.settings
+    slow = settings.api.model_copy(update={"callback_backoff_seconds": 0.5})
+    run = new_run()
+    callbacks.ledger.request("m-e", run, "https://example.org/m-e.mp3", f"{receiver.base}/e")
+    first = Sender(settings.model_copy(update={"api": slow}), callbacks.ledger)
+    trying = asyncio.create_task(first.outcome("media.indexed", indexed("m-e", run)))
+    assert await asyncio.to_thread(receiver.tried.wait, WAIT)  # its first try got the 500
+    await Sender(settings, callbacks.ledger).outcome("media.indexed", indexed("m-e", run))
+    await asyncio.wait_for(trying, WAIT)
+    assert receiver.attempts == ["/e", "/e"]
+    assert len(receiver.delivered("/e")) == 1
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,9 @@ HMAC-SHA256 of the body under `api.callback_secret`. Tried `api.callback_attempt
 doubling delays; the URL is checked by the URL guard again before every try, and redirects are
 not followed (either could lead to a private address).
 
-Once per outcome: the ledger hands out a run's callback to one claimant, and a delivered one is
-not claimed again, so a redelivered outcome or a second API replica sends nothing more."""
+Once per outcome: each try claims the run's callback from the ledger (a lease as long as one
+try) and a failed try releases it, and a delivered one is not claimed again, so a redelivered
+outcome or a second API replica sends nothing more."""
 
 # Handlers' annotations are objects, not strings (why: `common/consumer.py`).
 
@@ -14,6 +15,7 @@ import hashlib
 import hmac
 import json
 import logging
+from collections.abc import Callable
 from typing import Annotated
 
 import httpx
@@ -49,19 +51,11 @@ class Sender:
         self.ledger = ledger
 
     async def outcome(self, kind: str, event: MediaIndexed | MediaFailed) -> None:
-        run = event.run or ""
-        url = await asyncio.to_thread(self.ledger.claim_callback, event.media_id, run)
+        url = await self._claim(event)
         if url is None:
             return
-        delivered = await self._deliver(url, kind, outcome_body(kind, event))
-        if delivered:
-            await asyncio.to_thread(self.ledger.callback_delivered, event.media_id, run)
-        else:
-            log.warning("callback of %s (run %s) given up", event.media_id, run)
-            await asyncio.to_thread(self.ledger.callback_failed, event.media_id, run)
-
-    async def _deliver(self, url: str, kind: str, body: bytes) -> bool:
         section = self.settings.api
+        body = outcome_body(kind, event)
         headers = self._headers(section, kind, body)
         delay = section.callback_backoff_seconds
         async with httpx.AsyncClient(
@@ -69,11 +63,26 @@ class Sender:
         ) as client:
             for attempt in range(1, section.callback_attempts + 1):
                 if await self._try(client, url, body, headers, attempt):
-                    return True
-                if attempt < section.callback_attempts:
-                    await asyncio.sleep(delay)
-                    delay *= 2
-        return False
+                    await self._settle(self.ledger.callback_delivered, event)
+                    return
+                # a claim's lease covers one try, not the backoff: released in between, so
+                # tries that outlast the lease never overlap another claimant's
+                await self._settle(self.ledger.callback_failed, event)
+                if attempt == section.callback_attempts:
+                    break
+                await asyncio.sleep(delay)
+                delay *= 2
+                if (url := await self._claim(event)) is None:
+                    return  # delivered meanwhile, or another claimant's try is in flight
+        log.warning("callback of %s (run %s) given up", event.media_id, event.run)
+
+    async def _claim(self, event: MediaIndexed | MediaFailed) -> str | None:
+        return await asyncio.to_thread(self.ledger.claim_callback, event.media_id, event.run or "")
+
+    async def _settle(
+        self, mark: Callable[[str, str], None], event: MediaIndexed | MediaFailed
+    ) -> None:
+        await asyncio.to_thread(mark, event.media_id, event.run or "")
 
     def _headers(self, section: ApiSection, kind: str, body: bytes) -> dict[str, str]:
         assert section.callback_secret is not None  # submissions with a callback need it
