@@ -231,6 +231,23 @@ async def test_a_claimant_during_the_backoff_delivers_and_the_first_then_stops(
     assert len(receiver.delivered("/e")) == 1
 
 
+async def test_a_producers_callback_is_not_sent_while_no_secret_is_set(
+    settings: ApiSettings, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any Kafka producer may put a callback_url on media.requested; unsigned, it is not sent."""
+    unsigned = settings.model_copy(update={"api": ApiSection()})
+    monkeypatch.setattr(api_app, "shared_embedder", lambda *_: WordEmbedder())
+    run = new_run()
+    ledger = open_ledger(unsigned)
+    ledger.request("m-f", run, "https://example.org/m-f.mp3", f"{receiver.base}/f")
+    async with in_memory(api_app.service(unsigned), spied=[]) as running:
+        done = indexed("m-f", run)
+        await publish_event(running.broker, unsigned.topics.indexed, done, b"m-f")
+    assert receiver.attempts == []
+    assert ledger.claim_callback("m-f", run) is not None  # not held: sent once a secret is set
+    ledger.close()
+
+
 @pytest.mark.parametrize(
     ("secret", "callback", "says"),
     [

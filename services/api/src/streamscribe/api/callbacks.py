@@ -21,8 +21,9 @@ from typing import Annotated
 import httpx
 from faststream import Context
 from faststream.kafka import KafkaRouter
+from pydantic import SecretStr
 
-from streamscribe.api.settings import ApiSection, ApiSettings
+from streamscribe.api.settings import ApiSettings
 from streamscribe.common.consumer import Stage
 from streamscribe.common.errors import MediaError
 from streamscribe.common.events import Event, MediaFailed, MediaIndexed
@@ -55,8 +56,23 @@ class Sender:
         if url is None:
             return
         section = self.settings.api
+        if section.callback_secret is None:
+            # any producer may set callback_url on media.requested; only POST /media vets it
+            log.warning(
+                "callback of %s not sent: no STREAMSCRIBE_API__CALLBACK_SECRET", event.media_id
+            )
+            await self._settle(self.ledger.callback_failed, event)
+            return
+        if not await self._deliver(url, kind, event, section.callback_secret):
+            log.warning("callback of %s (run %s) given up", event.media_id, event.run)
+
+    async def _deliver(
+        self, url: str, kind: str, event: MediaIndexed | MediaFailed, secret: SecretStr
+    ) -> bool:
+        """False when every try failed; True once delivered, here or by another claimant."""
+        section = self.settings.api
         body = outcome_body(kind, event)
-        headers = self._headers(section, kind, body)
+        headers = self._headers(secret, kind, body)
         delay = section.callback_backoff_seconds
         async with httpx.AsyncClient(
             timeout=section.callback_timeout_seconds, follow_redirects=False, trust_env=False
@@ -64,17 +80,19 @@ class Sender:
             for attempt in range(1, section.callback_attempts + 1):
                 if await self._try(client, url, body, headers, attempt):
                     await self._settle(self.ledger.callback_delivered, event)
-                    return
+                    return True
                 # a claim's lease covers one try, not the backoff: released in between, so
                 # tries that outlast the lease never overlap another claimant's
                 await self._settle(self.ledger.callback_failed, event)
                 if attempt == section.callback_attempts:
-                    break
+                    return False
                 await asyncio.sleep(delay)
                 delay *= 2
-                if (url := await self._claim(event)) is None:
-                    return  # delivered meanwhile, or another claimant's try is in flight
-        log.warning("callback of %s (run %s) given up", event.media_id, event.run)
+                claimed = await self._claim(event)
+                if claimed is None:
+                    return True  # delivered meanwhile, or another claimant's try is in flight
+                url = claimed
+        return False
 
     async def _claim(self, event: MediaIndexed | MediaFailed) -> str | None:
         return await asyncio.to_thread(self.ledger.claim_callback, event.media_id, event.run or "")
@@ -84,12 +102,11 @@ class Sender:
     ) -> None:
         await asyncio.to_thread(mark, event.media_id, event.run or "")
 
-    def _headers(self, section: ApiSection, kind: str, body: bytes) -> dict[str, str]:
-        assert section.callback_secret is not None  # submissions with a callback need it
+    def _headers(self, secret: SecretStr, kind: str, body: bytes) -> dict[str, str]:
         return {
             "Content-Type": "application/json",
             "X-Streamscribe-Event": kind,
-            SIGNATURE: sign(section.callback_secret.get_secret_value(), body),
+            SIGNATURE: sign(secret.get_secret_value(), body),
         }
 
     async def _try(
