@@ -231,6 +231,22 @@ async def test_a_claimant_during_the_backoff_delivers_and_the_first_then_stops(
     assert len(receiver.delivered("/e")) == 1
 
 
+async def test_a_claim_left_by_a_dead_claimant_is_taken_after_its_lease(
+    callbacks: Callbacks, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claimer died mid-try; its outcome comes again (the offset was not committed) before
+    the lease is over: waited out, then delivered, not committed unsent."""
+    monkeypatch.setattr(ledger_module, "CALLBACK_LEASE_SECONDS", 0.3)
+    run = new_run()
+    callbacks.ledger.request("m-g", run, "https://example.org/m-g.mp3", f"{receiver.base}/g")
+    assert callbacks.ledger.claim_callback("m-g", run) is not None  # the dead claimer's
+    done = indexed("m-g", run)
+    await callbacks.send(callbacks.settings.topics.indexed, done)
+    [delivery] = receiver.delivered("/g")
+    check(delivery, "media.indexed", done)
+    assert callbacks.ledger.callback_lease_left("m-g", run) is None  # delivered: none held
+
+
 async def test_a_producers_callback_is_not_sent_while_no_secret_is_set(
     settings: ApiSettings, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -32,6 +32,7 @@ from streamscribe.ingest.urlguard import check_url, url_policy
 
 SIGNATURE = "X-Streamscribe-Signature"
 STAGE = "api"
+LEASE_MARGIN_SECONDS = 0.05  # past a lease's end by this much, it is surely over
 log = logging.getLogger(__name__)
 
 
@@ -52,7 +53,7 @@ class Sender:
         self.ledger = ledger
 
     async def outcome(self, kind: str, event: MediaIndexed | MediaFailed) -> None:
-        url = await self._claim(event)
+        url = await self._claim(event) or await self._after_lease(event)
         if url is None:
             return
         section = self.settings.api
@@ -93,6 +94,17 @@ class Sender:
                     return True  # delivered meanwhile, or another claimant's try is in flight
                 url = claimed
         return False
+
+    async def _after_lease(self, event: MediaIndexed | MediaFailed) -> str | None:
+        """Another's claim holds the callback: wait out its lease once, then claim. Its claimer
+        may have died mid-try, and this redelivered outcome is then the last one to send it."""
+        left = await asyncio.to_thread(
+            self.ledger.callback_lease_left, event.media_id, event.run or ""
+        )
+        if left is None:
+            return None
+        await asyncio.sleep(left + LEASE_MARGIN_SECONDS)
+        return await self._claim(event)
 
     async def _claim(self, event: MediaIndexed | MediaFailed) -> str | None:
         return await asyncio.to_thread(self.ledger.claim_callback, event.media_id, event.run or "")
