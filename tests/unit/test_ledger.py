@@ -268,8 +268,13 @@ def test_an_unconfirmed_callback_claim_is_taken_again_after_its_lease(
     ledger: Ledger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ledger.request("m1", OLD, "u", callback_url="https://hooks.example.org/a")
+    assert ledger.callback_lease_left("m1", OLD) is None  # nothing claimed yet
     assert ledger.claim_callback("m1", OLD) is not None
+    left = ledger.callback_lease_left("m1", OLD)
+    assert left is not None
+    assert 0 < left <= ledger_module.CALLBACK_LEASE_SECONDS
     monkeypatch.setattr(ledger_module, "CALLBACK_LEASE_SECONDS", 0.0)
+    assert ledger.callback_lease_left("m1", OLD) == 0.0
     assert ledger.claim_callback("m1", OLD) is not None  # the first claimer died
 
 

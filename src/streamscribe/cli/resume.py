@@ -27,8 +27,11 @@ async def resume_unfinished(broker: KafkaBroker, settings: CommonSettings, ledge
         url = record.source_url or ""
         if url.startswith(("http://", "https://")):
             run = new_run()
-            ledger.request(record.media_id, run, url)
-            event = MediaRequested(url=url, media_id=record.media_id, run=run)
+            # the new run keeps the callback: its outcome is still owed to the submitter
+            ledger.request(record.media_id, run, url, record.callback_url)
+            event = MediaRequested(
+                url=url, media_id=record.media_id, run=run, callback_url=record.callback_url
+            )
             await publish_event(broker, settings.topics.requested, event, record.media_id.encode())
         else:
             failed = MediaFailed(

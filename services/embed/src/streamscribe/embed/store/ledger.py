@@ -19,8 +19,10 @@ Forgetting: `forget` deletes a media's row and chunks and keeps a tombstone of t
 (one small row per forgotten media), so late events of that run, still in Kafka, change nothing,
 while a later submission (a newer run) starts the media anew.
 
-Callbacks: a run may carry a URL to POST its outcome to. `claim_callback` hands it out once per
-run (with a lease, like the announcement of a completion), `callback_delivered` confirms it.
+Callbacks: a run may carry a URL to POST its outcome to. `claim_callback` hands it out for one
+try (with a lease, like the announcement of a completion), `callback_failed` releases it for the
+next, `callback_delivered` confirms it; `callback_lease_left` says how long a claim of another
+(perhaps dead) claimant still holds it.
 """
 
 from __future__ import annotations
@@ -243,6 +245,21 @@ class Ledger:
                 (now, media_id, run),
             )
             return str(rows[0][0])
+
+    def callback_lease_left(self, media_id: str, run: str) -> float | None:
+        """Seconds until the unconfirmed claim on this run's undelivered callback may be taken
+        again (0 once over); None when no claim holds one."""
+        with database.failures("reading"):
+            rows = database.rows(
+                self._db,
+                "SELECT callback_claimed_at FROM media WHERE media_id = ? AND run = ? "
+                "AND callback_url IS NOT NULL AND callback_delivered_at IS NULL "
+                "AND callback_claimed_at IS NOT NULL",
+                (media_id, run),
+            )
+        if not rows:
+            return None
+        return max(0.0, float(rows[0][0]) + CALLBACK_LEASE_SECONDS - time.time())
 
     def callback_delivered(self, media_id: str, run: str) -> None:
         """The receiver took the run's outcome: it is never handed out again."""
