@@ -148,10 +148,11 @@ def admitted(limit: int | None, baseline: int, unit: int, configured: int, least
 
 
 async def load_model(load: Callable[[], T]) -> T:
-    """Run the blocking `load` off the event loop; export the RSS it added as the model's size."""
+    """Run the blocking `load` off the event loop; add the RSS it added to the models' size (a
+    process may load several: one box; a model shared by two services counts once)."""
     before = rss()
     model = await asyncio.to_thread(load)
-    metrics.MODEL_LOAD_BYTES.set(max(0, rss() - before))
+    metrics.MODEL_LOAD_BYTES.inc(max(0, rss() - before))
     return model
 
 

@@ -20,7 +20,7 @@ MEMORY_PAUSED = Gauge(
     "streamscribe_memory_paused", "1 while consumption is paused because RSS is near the ceiling."
 )
 MODEL_LOAD_BYTES = Gauge(
-    "streamscribe_model_load_bytes", "RSS growth caused by loading this service's model."
+    "streamscribe_model_load_bytes", "RSS growth caused by loading this process's models."
 )
 TEMP_FILES = Gauge("streamscribe_temp_files", "Files held in this process's temp dirs.")
 TEMP_BYTES = Gauge("streamscribe_temp_bytes", "Bytes held in this process's temp dirs.")
