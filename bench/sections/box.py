@@ -19,6 +19,10 @@ PROCESS_ROWS = [
 ]
 
 
+STACK_RAN = "The multi-process stack took the same two inputs after the box."
+STACK_SKIPPED = "The multi-process stack was not run (`--no-stack`)."
+
+
 def mib(value: float | None) -> str:
     return "n/a" if value is None else f"{value / MiB:.0f}"
 
@@ -134,8 +138,8 @@ def render(results: dict[str, Any]) -> str:
         f"{during}. Linux {s['kernel']}, cgroup {box['cgroup_version']}. The box: a memory "
         f"cgroup with a {mib(s['limit_bytes'])} MiB limit (swap limited alike), `streamscribe up "
         "--single-process` inside it. Both media went in at the same time: the long one by URL, "
-        "the other as `streamscribe submit FILE --wait` run outside the cgroup. The "
-        "multi-process stack took the same two inputs after the box. Samples every "
+        "the other as `streamscribe submit FILE --wait` run outside the cgroup. "
+        f"{STACK_SKIPPED if s.get('no_stack') else STACK_RAN} Samples every "
         f"{s['sample_seconds']} s; per-process peaks are each process's own high-water mark.",
         "", *_media(box, stack), "", *_cgroup(s_box, box, s["limit_bytes"]), "",
         *_phases(s_box), "", *_processes(box, stack), "",
