@@ -27,8 +27,11 @@ async def resume_unfinished(broker: KafkaBroker, settings: CommonSettings, ledge
         url = record.source_url or ""
         if url.startswith(("http://", "https://")):
             run = new_run()
-            ledger.request(record.media_id, run, url)
-            event = MediaRequested(url=url, media_id=record.media_id, run=run)
+            # what is known of the media stays shown while it runs again (the probe fills gaps)
+            ledger.request(record.media_id, run, url, metadata=record.metadata)
+            event = MediaRequested(
+                url=url, media_id=record.media_id, run=run, metadata=record.metadata
+            )
             await publish_event(broker, settings.topics.requested, event, record.media_id.encode())
         else:
             failed = MediaFailed(
