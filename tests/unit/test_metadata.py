@@ -21,7 +21,9 @@ from typer.testing import CliRunner
 from streamscribe.cli.main import app
 from streamscribe.common.events import AudioChunk, MediaMetadata, MediaRequested, Transcript
 from streamscribe.embed.store.ledger import Ledger
+from streamscribe.ingest.chunk_source import MediaRef, publish_file
 from streamscribe.ingest.metadata import from_file, from_probe, iso_date
+from streamscribe.ingest.settings import IngestSection
 from tests.api_server import ServedApi, api_on, serving
 from tests.factories import first_ledger, transcript_chunk
 
@@ -105,15 +107,14 @@ def test_dates_in_the_forms_sites_and_tags_write(raw: str | None, iso: str | Non
     assert (day.isoformat() if day else None) == iso
 
 
-def tagged_ogg(path: Path, tags: dict[str, str]) -> Path:
-    """A second of silence in Ogg/Opus, with `tags` (Ogg keeps them on the stream)."""
+def tagged_ogg(path: Path, tags: dict[str, str], seconds: int = 1) -> Path:
+    """`seconds` of a tone in Ogg/Opus, with `tags` (Ogg keeps them on the stream)."""
+    tone = (np.sin(np.arange(960) * 2 * np.pi / 48) * 8000).astype(np.int16)
     with av.open(str(path), "w", format="ogg") as container:
         stream = container.add_stream("libopus", rate=48000)
         stream.metadata.update(tags)
-        for _ in range(50):
-            frame = av.AudioFrame.from_ndarray(
-                np.zeros((1, 960), np.int16), format="s16", layout="mono"
-            )
+        for _ in range(50 * seconds):
+            frame = av.AudioFrame.from_ndarray(tone[None, :], format="s16", layout="mono")
             frame.sample_rate = 48000
             for packet in stream.encode(frame):
                 container.mux(packet)
@@ -139,6 +140,24 @@ async def test_a_file_without_tags_or_not_media_is_named_by_its_name(tmp_path: P
     assert await from_file(junk) == MediaMetadata(title="notes")
     upload = await from_file(junk, name="Quarterly call.m4a")  # an upload's own name
     assert upload.title == "Quarterly call"
+
+
+async def test_every_chunk_of_a_file_carries_its_tags_and_given_fields_win(
+    tmp_path: Path,
+) -> None:
+    path = tagged_ogg(tmp_path / "talk.ogg", {"TITLE": "Town hall", "ARTIST": "Council"}, 8)
+    sent: list[AudioChunk] = []
+
+    async def send(chunk: AudioChunk) -> None:
+        sent.append(chunk)
+
+    section = IngestSection(chunk_min_seconds=2.0, chunk_max_seconds=3.0, overlap_seconds=0.0)
+    media = MediaRef("f-1", "file:talk.ogg", metadata=MediaMetadata(author="Given"))
+    count = await publish_file(path, media, section, send)
+    assert count == len(sent) >= 2
+    for chunk in sent:
+        assert chunk.metadata is not None
+        assert (chunk.metadata.title, chunk.metadata.author) == ("Town hall", "Given")
 
 
 # --- transcribe: the transcript carries the chunk's metadata -----------------------------------
