@@ -25,7 +25,7 @@ from streamscribe.ingest.chunk_source import MediaRef, publish_file
 from streamscribe.ingest.metadata import from_file, from_probe, iso_date
 from streamscribe.ingest.settings import IngestSection
 from tests.api_server import ServedApi, api_on, serving
-from tests.factories import first_ledger, transcript_chunk
+from tests.factories import transcript_chunk
 
 TALK = MediaMetadata(
     title="The budget, explained",
@@ -224,17 +224,6 @@ def test_the_ledger_keeps_each_field_known_and_shows_them_flat(tmp_path: Path) -
     renewed = ledger.get("m1")
     assert renewed is not None
     assert renewed.metadata is None
-
-
-def test_an_older_database_gains_the_metadata_columns(tmp_path: Path) -> None:
-    path = tmp_path / "old.db"
-    first_ledger(path, "m0")
-    ledger = Ledger(path)
-    record = ledger.get("m0")
-    assert record is not None
-    assert record.title is None
-    ledger.store_chunk(with_metadata(transcript_chunk(0, 1, media_id="m0", run="2"), OLDER), 1)
-    assert (ledger.get("m0") or record).author == "Charles Babbage"
 
 
 # --- the API: status, hits and filters -------------------------------------------------------
