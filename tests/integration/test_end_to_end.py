@@ -82,6 +82,7 @@ def test_url_ends_indexed_with_accurate_searchable_transcript(
     assert status == pipeline.status(media_id)
     assert status["state"] == "indexed"
     assert status["chunks"]["total"] >= 6  # 3.5 minutes in chunks of at most 30 s
+    assert status["title"] == speech.path.stem  # yt-dlp names a direct link by its file
     assert _wer(pipeline, media_id, speech) <= 0.15
     _assert_found(pipeline, media_id, speech)
     assert list(pipeline.temp_root.glob("ingest/*")) == []
@@ -91,6 +92,7 @@ def test_local_file_gives_the_same_result(pipeline: Pipeline, short_speech: Spee
     # the short speech: the URL test proves the accuracy on the long one, once
     media_id = _submit_wait(pipeline, str(short_speech.path))
     assert media_id.startswith("f-")
+    assert (pipeline.status(media_id) or {}).get("title") == short_speech.path.stem  # no tags
     assert _wer(pipeline, media_id, short_speech) <= 0.15
     _assert_found(pipeline, media_id, short_speech, 1)
     srt = pipeline.cli("transcript", media_id, "--format", "srt").stdout

@@ -14,8 +14,8 @@ from faststream.kafka import KafkaBroker
 from rich.console import Console
 from typer.testing import CliRunner
 
-from streamscribe.cli import main as cli_main
-from streamscribe.cli.main import _table, app
+from streamscribe.cli.main import app
+from streamscribe.cli.tables import search_table
 from tests.api_server import api_on, serving
 from tests.factories import transcript_chunk as chunk
 
@@ -103,12 +103,15 @@ def test_dlq_list_of_an_unknown_topic_fails() -> None:
     assert "unknown topic 'media.requestd'" in result.output
 
 
-def test_ids_stay_whole_in_an_80_column_table() -> None:
-    table = _table(("score", "media", "text", "source"), [LONG_ID])
-    table.add_row("0.5", LONG_ID, "words " * 40, "https://example.org/" + "long/" * 10)
+def test_ids_are_shortened_in_an_80_column_table_and_the_text_keeps_the_width() -> None:
+    hit = {"score": 0.5, "start": 61.0, "media_id": LONG_ID, "text": "words " * 40}
     out = io.StringIO()
-    Console(file=out, width=80).print(table)
-    assert LONG_ID in out.getvalue()
+    Console(file=out, width=80).print(search_table([hit], 80))
+    assert "m-0123456789…" in out.getvalue()
+    assert LONG_ID not in out.getvalue()
+    assert "1:01" in out.getvalue()
+    text_lines = [line for line in out.getvalue().splitlines() if "words" in line]
+    assert len(text_lines) <= 3 * len("words " * 40) / 100
 
 
 def test_api_option_takes_only_http_urls() -> None:
@@ -122,8 +125,7 @@ YTDLP_404 = "ERROR: [generic] talk: Unable to download webpage: HTTP Error 404 [
 
 def test_messages_are_shown_verbatim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """yt-dlp's "[generic]" and any bracket are text, never Rich markup."""
-    # wide enough for the message on one line, whatever width the CLI's console took at import
-    monkeypatch.setattr(cli_main, "console", Console(width=400))
+    monkeypatch.setenv("COLUMNS", "400")  # wide enough for the message on one line
     api = api_on(tmp_path, KafkaBroker())
     assert api.index is not None
     failure = {"stage": "ingest", "reason": "not_found", "detail": YTDLP_404}

@@ -19,7 +19,14 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
 from streamscribe.common.delivery import ERROR, ORIGIN, STAGE, publish_event
-from streamscribe.common.events import Event, MediaRequested, Segment, Transcript, Word
+from streamscribe.common.events import (
+    Event,
+    MediaMetadata,
+    MediaRequested,
+    Segment,
+    Transcript,
+    Word,
+)
 from streamscribe.common.settings import KafkaSettings, RetrySettings, TopicSettings
 from streamscribe.embed import app as embed_app
 from streamscribe.embed.embedder import TextEmbedder, load_embedder
@@ -231,6 +238,15 @@ async def test_a_requests_callback_url_is_kept_with_its_run(embed: Embed) -> Non
     assert record is not None
     assert (record.run, record.callback_url) == (RUN_A, hook)
     assert ledger.claim_callback("m-talk", RUN_A) == hook
+
+
+async def test_what_a_request_says_of_the_media_is_in_the_ledger(embed: Embed) -> None:
+    given = MediaMetadata(title="Budget day", published="2024-03-01")
+    request = MediaRequested(url=URL, media_id="m-talk", run=RUN_A, metadata=given)
+    await embed.send(request, embed.settings.topics.requested)
+    record = embed.resources.index.ledger.get("m-talk")
+    assert record is not None
+    assert (record.title, record.published, record.author) == ("Budget day", "2024-03-01", None)
 
 
 async def test_a_late_transcript_of_a_forgotten_media_is_skipped(embed: Embed) -> None:

@@ -28,7 +28,7 @@ from faststream.kafka.annotations import KafkaMessage
 from streamscribe.common.audio import SAMPLE_RATE, decode_chunk
 from streamscribe.common.delivery import ATTEMPT, ERROR, ORIGIN, STAGE, publish_event
 from streamscribe.common.drain import marker
-from streamscribe.common.events import AudioChunk, MediaRequested, media_id_for_url
+from streamscribe.common.events import AudioChunk, MediaMetadata, MediaRequested, media_id_for_url
 from streamscribe.common.settings import KafkaSettings, RetrySettings, TopicSettings
 from streamscribe.ingest import app as ingest_app
 from streamscribe.ingest.handlers import STAGE as INGEST
@@ -285,3 +285,20 @@ async def test_an_unavailable_server_is_retried_then_dead_lettered_not_failed(
     assert ingest.failed == []  # transient: never a terminal failure
     assert ingest.audio == []
     assert ingest.job_dirs() == []
+
+
+async def test_the_chunks_carry_what_the_probe_found_and_the_request_said(
+    ingest: Ingest, site: Site
+) -> None:
+    url = site.url("beeps.wav")
+    given = MediaMetadata(author="The beep choir")  # a client may know more than the site
+    await ingest.request(MediaRequested(url=url, run=RUN, metadata=given))
+    chunks = ingest.audio
+    assert chunks
+    # yt-dlp names a direct link by its file; the request's author fills what the site lacks
+    expected = MediaMetadata(title="beeps", author="The beep choir", webpage_url=url)
+    for chunk in chunks:  # every chunk: the ledger may store any of them first
+        assert chunk.metadata is not None
+        assert chunk.metadata.model_dump(exclude={"published", "duration"}) == (
+            expected.model_dump(exclude={"published", "duration"})
+        )

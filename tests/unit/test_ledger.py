@@ -10,6 +10,7 @@ from pathlib import Path
 import apsw
 import pytest
 
+from streamscribe.common.events import MediaMetadata
 from streamscribe.embed.store import database
 from streamscribe.embed.store import ledger as ledger_module
 from streamscribe.embed.store.ledger import AnnouncementInFlightError, Ledger
@@ -300,7 +301,11 @@ def test_an_older_database_gains_the_new_columns_and_tables(tmp_path: Path) -> N
     ledger = Ledger(path)
     record = ledger.get("m0")
     assert record is not None
-    assert (record.callback_url, record.language) == (None, None)
-    ledger.request("m1", OLD, "u", callback_url="https://hooks.example.org/a")
+    assert (record.callback_url, record.language, record.title) == (None, None, None)
+    ledger.request(
+        "m1", OLD, "u", callback_url="https://hooks.example.org/a",
+        metadata=MediaMetadata(author="Charles Babbage"),
+    )  # fmt: skip
     assert ledger.claim_callback("m1", OLD) == "https://hooks.example.org/a"
+    assert (ledger.get("m1") or record).author == "Charles Babbage"
     assert ledger.forget("m0")

@@ -112,6 +112,9 @@ async def test_an_upload_goes_through_the_pipeline_and_comes_back_verbose(setup:
     record = api.index.ledger.get(published[0].media_id)
     assert record is not None
     assert (record.state, record.source_url) == ("indexed", "upload:talk.wav")
+    # a WAV without tags: the upload's name titles it (the file on disk is named `media`)
+    assert {chunk.metadata.title for chunk in published if chunk.metadata} == {"talk"}
+    assert all(chunk.metadata for chunk in published)
 
 
 @pytest.mark.parametrize(

@@ -64,8 +64,12 @@ class ApiClient:
         """The media changed last, newest first."""
         return list(self._json("/media"))
 
-    def search(self, query: str, k: int, mode: str | None) -> dict[str, Any]:
+    def search(
+        self, query: str, k: int, mode: str | None, filters: dict[str, str | None] | None = None
+    ) -> dict[str, Any]:
+        """`filters`: `media`, `author`, `since`, `until` (ISO dates); None ones are not sent."""
         params: dict[str, Any] = {"q": query, "k": k} | ({"mode": mode} if mode else {})
+        params |= {name: value for name, value in (filters or {}).items() if value is not None}
         return dict(self._json("/search", params))
 
     def forget(self, media_id: str) -> bool:

@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Coroutine
+from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -17,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from streamscribe.cli.tables import console, search_table, status_table
 from streamscribe.common.errors import StreamscribeError
 from streamscribe.common.settings import CommonSettings
 from streamscribe.common.vocabulary import Format, Scope, SearchMode
@@ -35,7 +37,6 @@ dlq_app = typer.Typer(no_args_is_help=True, help="Inspect and replay dead letter
 app.add_typer(dlq_app, name="dlq")
 keys_app = typer.Typer(no_args_is_help=True, help="API keys (scope admin; see the README).")
 app.add_typer(keys_app, name="keys")
-console = Console()
 errors = Console(stderr=True)
 INTERRUPTED = 130  # the shell's code for Ctrl-C
 ApiOption = Annotated[
@@ -258,31 +259,7 @@ def status(
     if as_json:
         print(json.dumps(rows[0] if media_id else rows, indent=2))
         return
-    columns = ("media", "state", "chunks (stored/total)", "source / reason")
-    table = _table(columns, [row["media_id"] for row in rows])
-    for row in rows:
-        chunks = row["chunks"]
-        failure = row["failure"]
-        detail = f"{failure['reason']}: {failure['detail']}" if failure else ""
-        table.add_row(
-            row["media_id"],
-            " ".join(filter(None, (row["state"], row["source"], row["language"]))),
-            f"{chunks['stored']}/{chunks['total'] or '?'}",
-            escape(detail or (row["source_url"] or "")),
-        )
-    console.print(table)
-
-
-def _table(columns: tuple[str, ...], ids: list[str]) -> Table:
-    """A table whose `media` column is as wide as its longest id, on one line: ids are copied
-    into other commands, so the other columns wrap instead."""
-    table = Table()
-    for name in columns:
-        if name == "media":
-            table.add_column(name, no_wrap=True, min_width=max(map(len, ids), default=5))
-        else:
-            table.add_column(name)
-    return table
+    console().print(status_table(rows))
 
 
 @app.command()
@@ -293,13 +270,25 @@ def search(
         SearchMode | None,
         typer.Option(help="hybrid (default: vector and keyword fused), vector or keyword."),
     ] = None,
+    media: Annotated[str | None, typer.Option("--media", help="Only this media.")] = None,
+    author: Annotated[
+        str | None, typer.Option("--author", help="Only media whose author contains this.")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only media published on or after YYYY-MM-DD.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Only media published on or before YYYY-MM-DD.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     api: ApiOption = None,
 ) -> None:
-    """Best passages for a query, with media id, source URL, start and end seconds, score."""
+    """Best passages for a query, with their media (title, author, date, id), start and score;
+    --json adds the source URL, end and the whole id."""
+    filters = {"media": media, "author": author, "since": _day(since), "until": _day(until)}
     client = _client(api)
     try:
-        found = _ask(lambda: client.search(query, k, mode))
+        found = _ask(lambda: client.search(query, k, mode, filters))
     finally:
         client.close()
     hits: list[dict[str, Any]] = found["hits"]
@@ -311,19 +300,18 @@ def search(
         raise _fail(f"no passage matches {query!r}")
     if as_json:
         return
-    columns = ("score", "media", "from", "start", "end", "text", "source")
-    table = _table(columns, [hit["media_id"] for hit in hits])
-    for hit in hits:
-        table.add_row(
-            f"{hit['score']:.3f}",
-            hit["media_id"],
-            " ".join(filter(None, (hit.get("source"), hit.get("language")))),
-            f"{hit['start']:.1f}",
-            f"{hit['end']:.1f}",
-            escape(hit["text"]),
-            escape(hit["source_url"]),
-        )
-    console.print(table)
+    out = console()
+    out.print(search_table(hits, out.width))
+
+
+def _day(value: str | None) -> str | None:
+    """An ISO date checked here, so that a typo is one line, not the API's 422."""
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value).isoformat()
+    except ValueError as exc:
+        raise _fail(f"{value!r} is not a date: YYYY-MM-DD", 2) from exc
 
 
 @app.command()
@@ -391,7 +379,7 @@ def keys_list(
     table = Table("name", "scope", "created", "revoked")
     for row in rows:
         table.add_row(row["name"], row["scope"], row["created_at"], row["revoked_at"] or "")
-    console.print(table)
+    console().print(table)
 
 
 @keys_app.command("revoke")
@@ -424,7 +412,7 @@ def dlq_list(
             f"{row['partition']}:{row['offset']}", row["stage"], row["attempts"],
             escape(row["error"] or ""), escape(row["body"][:200]),
         )  # fmt: skip
-    console.print(table)
+    console().print(table)
 
 
 @dlq_app.command("replay")

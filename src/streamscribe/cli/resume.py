@@ -27,10 +27,15 @@ async def resume_unfinished(broker: KafkaBroker, settings: CommonSettings, ledge
         url = record.source_url or ""
         if url.startswith(("http://", "https://")):
             run = new_run()
-            # the new run keeps the callback: its outcome is still owed to the submitter
-            ledger.request(record.media_id, run, url, record.callback_url)
+            # the new run keeps the callback (its outcome is still owed to the submitter) and
+            # what is known of the media (shown while it runs again; the probe fills gaps)
+            ledger.request(record.media_id, run, url, record.callback_url, metadata=record.metadata)
             event = MediaRequested(
-                url=url, media_id=record.media_id, run=run, callback_url=record.callback_url
+                url=url,
+                media_id=record.media_id,
+                run=run,
+                callback_url=record.callback_url,
+                metadata=record.metadata,
             )
             await publish_event(broker, settings.topics.requested, event, record.media_id.encode())
         else:

@@ -10,7 +10,7 @@ import base64
 import hashlib
 import secrets
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -22,6 +22,7 @@ from pydantic import (
     PlainSerializer,
     PlainValidator,
     ValidationError,
+    ValidatorFunctionWrapHandler,
     WithJsonSchema,
     field_validator,
 )
@@ -87,6 +88,76 @@ class Event(BaseModel):
     at: datetime = Field(default_factory=_now, description="When the event was made (UTC).")
 
 
+_TEXT_CHARS = 500
+_URL_CHARS = 4096
+
+
+def _clipped(value: object) -> object:
+    """Text as given, blanks as absent, long text cut: a site's title is not worth a refusal."""
+    if not isinstance(value, str):
+        return value
+    text = " ".join(value.split())[:_TEXT_CHARS]
+    return text or None
+
+
+def _web_url(value: object) -> object:
+    """Only http(s) URLs: the page puts them in `href` and `src`, where `javascript:` would run."""
+    if not isinstance(value, str):
+        return value
+    url = value.strip()
+    web = url.lower().startswith(("http://", "https://"))
+    return url if web and len(url) <= _URL_CHARS else None
+
+
+class MediaMetadata(BaseModel):
+    """What is known of a media beyond its URL (added within version 1): from the site's page
+    (ingest's probe), a file's name and tags, or the client. Every field is optional; a bad
+    value is dropped, never a reason to refuse the event."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    title: str | None = None
+    author: str | None = Field(None, description="Uploader, channel or artist.")
+    published: date | None = Field(None, description="Publication date, ISO `YYYY-MM-DD`.")
+    duration: float | None = Field(
+        None, ge=0, allow_inf_nan=False, description="Seconds, as the source declares."
+    )
+    webpage_url: str | None = Field(None, description="The media's page (http or https).")
+    thumbnail_url: str | None = Field(None, description="An image of it (http or https).")
+
+    @field_validator("title", "author", mode="before")
+    @classmethod
+    def _text(cls, value: object) -> object:
+        return _clipped(value)
+
+    @field_validator("webpage_url", "thumbnail_url", mode="before")
+    @classmethod
+    def _url(cls, value: object) -> object:
+        return _web_url(value)
+
+    @field_validator("published", "duration", mode="wrap")
+    @classmethod
+    def _or_none(cls, value: object, handler: ValidatorFunctionWrapHandler) -> object:
+        try:
+            return handler(value)
+        except ValidationError:
+            return None
+
+    def over(self, other: MediaMetadata | None) -> MediaMetadata:
+        """These fields, and `other`'s where these are unknown."""
+        if other is None:
+            return self
+        mine = self.model_dump(exclude_none=True)
+        return MediaMetadata.model_validate(other.model_dump(exclude_none=True) | mine)
+
+    @property
+    def empty(self) -> bool:
+        return not self.model_dump(exclude_none=True)
+
+
+METADATA_DESCRIPTION = "What is known of the media: title, author, date (added within version 1)."
+
+
 class MediaRequest(BaseModel):
     """What a client asks for (the HTTP API's `POST /media` body, the fields of
     `media.requested` a producer sets). Only `url` is required."""
@@ -107,6 +178,9 @@ class MediaRequest(BaseModel):
         None,
         max_length=4096,
         description="Where the outcome (indexed or failed) is POSTed once the run ends, signed.",
+    )
+    metadata: MediaMetadata | None = Field(
+        None, description="What the client knows of the media; the site's own fills the rest."
     )
 
 
@@ -147,6 +221,9 @@ class AudioChunk(Event):
         description="The next chunk's `lead_in`: the end of this chunk's audio that it hears "
         "too (0 on the final chunk and from older producers).",
     )
+    # on every chunk (a few hundred bytes against hundreds of KiB of audio): chunks are stored
+    # in any order, and the first stored names the media while the rest are transcribed
+    metadata: MediaMetadata | None = Field(None, description=METADATA_DESCRIPTION)
 
     @property
     def chunk_id(self) -> str:
@@ -194,6 +271,7 @@ class Transcript(Event):
     source: TranscriptSource = Field(
         TranscriptSource.ASR, description="Speech recognition, or the media's own captions."
     )
+    metadata: MediaMetadata | None = Field(None, description=METADATA_DESCRIPTION)
 
     @property
     def chunk_id(self) -> str:

@@ -51,7 +51,9 @@ async def submit(request: MediaRequest, api: Api) -> Accepted:
     await publish_event(api.current.broker, api.settings.topics.requested, event, media_id.encode())
     # recorded at once: `up` resumes what the ledger holds as unfinished
     await api.read(
-        lambda index: index.ledger.request(media_id, run, event.url, request.callback_url)
+        lambda index: index.ledger.request(
+            media_id, run, event.url, request.callback_url, request.metadata
+        )
     )
     return Accepted(media_id=media_id, run=run, status=f"/media/{media_id}")
 

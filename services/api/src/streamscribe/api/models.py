@@ -3,6 +3,7 @@ and hits mirror the ledger's and the index's own, so one definition serves both.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -42,6 +43,12 @@ class MediaStatus(BaseModel):
     passages: int
     language: str | None
     source: Literal["asr", "captions"] | None
+    title: str | None = None
+    author: str | None = Field(None, description="Uploader, channel or artist.")
+    published: date | None = Field(None, description="Publication date (ISO).")
+    duration: float | None = Field(None, description="Seconds, as the source declared them.")
+    webpage_url: str | None = Field(None, description="The media's page (http or https).")
+    thumbnail_url: str | None = Field(None, description="An image of it (http or https).")
     failure: Failure | None
     requested_at: str | None
     updated_at: str | None
@@ -61,6 +68,9 @@ class SearchHit(BaseModel):
     score: float
     language: str | None = None
     source: Literal["asr", "captions"] | None = None
+    title: str | None = None
+    author: str | None = None
+    published: date | None = None
 
 
 class SearchResults(BaseModel):

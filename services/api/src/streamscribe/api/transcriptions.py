@@ -125,7 +125,7 @@ async def _publish_upload(
             await publish_event(broker, topic, chunk, audio_key(chunk))
 
         try:
-            await publish_file(path, media, api.settings.ingest, send)
+            await publish_file(path, media, api.settings.ingest, send, name=name)
         except MediaError as exc:
             raise ApiError(400, f"{exc.reason.value}: {exc.detail}") from exc
     return media.media_id, run

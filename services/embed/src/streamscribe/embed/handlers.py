@@ -86,7 +86,12 @@ def router(settings: EmbedSettings) -> KafkaRouter:
         assert request.run is not None  # the decoder gives a request its record's run
         ledger = resources.index.ledger
         await _until_written(
-            ledger.request, request.resolved_id, request.run, request.url, request.callback_url
+            ledger.request,
+            request.resolved_id,
+            request.run,
+            request.url,
+            request.callback_url,
+            request.metadata,
         )
 
     async def on_failed(failed: MediaFailed, resources: Held) -> None:

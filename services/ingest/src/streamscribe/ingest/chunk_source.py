@@ -4,10 +4,12 @@ publishes for a download (the same decoder child, the same chunking settings). T
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from streamscribe.ingest.chunker import ChunkLimits
 from streamscribe.ingest.decoder import DecodeLimits
+from streamscribe.ingest.metadata import from_file
 from streamscribe.ingest.publisher import MediaRef, Send, audio_key, publish_audio
 from streamscribe.ingest.settings import IngestSection
 
@@ -29,6 +31,11 @@ def decode_limits(section: IngestSection, chunks: ChunkLimits) -> DecodeLimits:
     return DecodeLimits.for_chunks(chunks, section.decoder_memory_bytes)
 
 
-async def publish_file(path: Path, media: MediaRef, section: IngestSection, send: Send) -> int:
-    """`send` every chunk of `path` as configured; return the chunk count."""
+async def publish_file(
+    path: Path, media: MediaRef, section: IngestSection, send: Send, name: str | None = None
+) -> int:
+    """`send` every chunk of `path` as configured; return the chunk count. The chunks carry
+    `media.metadata`, completed from the file's tags, then its name (`name`: an upload's)."""
+    found = await from_file(path, name)
+    media = replace(media, metadata=media.metadata.over(found) if media.metadata else found)
     return await publish_audio(path, media, decode_limits(section, chunk_limits(section)), send)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,10 @@ from yt_dlp.networking.exceptions import HTTPError, RequestError
 from yt_dlp.utils import DownloadError
 
 from streamscribe.common.errors import MediaError, TransientError
-from streamscribe.common.events import Reason
+from streamscribe.common.events import MediaMetadata, Reason
 from streamscribe.ingest.captions import CaptionsMode, Cue, Track, choose_track, parse
 from streamscribe.ingest.egress import Limits, RunningProxy, running_proxy
+from streamscribe.ingest.metadata import from_probe
 from streamscribe.ingest.urlguard import UrlPolicy, check_url
 
 log = logging.getLogger(__name__)
@@ -97,9 +99,11 @@ def download(
     limits: DownloadLimits,
     policy: UrlPolicy,
     captions: CaptionChoice | None = None,
+    on_metadata: Callable[[MediaMetadata], None] | None = None,
 ) -> Path | Captions:
     """Download the audio of `url` into `job_dir` and return the file; or, when `captions`
-    asks for them and the media has some, its captions instead (nothing else downloaded)."""
+    asks for them and the media has some, its captions instead (nothing else downloaded).
+    `on_metadata` is given what the probe found (title, author...) before any download."""
     egress = Limits(
         probe_bytes=limits.max_probe_bytes,
         download_bytes=limits.max_bytes,
@@ -108,7 +112,7 @@ def download(
     )
     with running_proxy(policy, egress) as proxy:
         try:
-            found = _fetch(url, job_dir, limits, policy, proxy, captions)
+            found = _fetch(url, job_dir, limits, policy, proxy, captions, on_metadata)
         except Exception as exc:
             _raise_stop(proxy, exc)
             raise
@@ -123,9 +127,12 @@ def _fetch(
     policy: UrlPolicy,
     proxy: RunningProxy,
     captions: CaptionChoice | None,
+    on_metadata: Callable[[MediaMetadata], None] | None = None,
 ) -> Captions | None:
     with yt_dlp.YoutubeDL(_options(job_dir, limits, proxy.url)) as ydl:
         info = _probe(ydl, url)
+        if on_metadata is not None:
+            on_metadata(from_probe(info))
         _check(info, limits, policy)
         if captions is not None and captions.mode is not CaptionsMode.NEVER:
             found = _captions(ydl, info, captions, limits, policy)

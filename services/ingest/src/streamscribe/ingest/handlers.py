@@ -4,7 +4,7 @@
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Annotated
 
@@ -19,6 +19,7 @@ from streamscribe.common.drain import draining
 from streamscribe.common.errors import MediaError
 from streamscribe.common.events import (
     AudioChunk,
+    MediaMetadata,
     MediaRequested,
     Transcript,
     TranscriptSource,
@@ -78,7 +79,7 @@ def router(settings: IngestSettings) -> KafkaRouter:
                 media_id=media.media_id, seq=seq, start=start, end=end, final=final,
                 chunk_count=len(grouped) if final else None, source_url=media.source_url,
                 language=found.track.language, run=media.run, segments=segments,
-                source=TranscriptSource.CAPTIONS,
+                source=TranscriptSource.CAPTIONS, metadata=media.metadata,
             )  # fmt: skip
             await publish_event(
                 broker, settings.topics.transcript, transcript, media.media_id.encode()
@@ -99,11 +100,16 @@ def router(settings: IngestSettings) -> KafkaRouter:
         )
         await asyncio.to_thread(check_url, request.url, policy)
         await resources.temp.wait_for_room(section.temp_quota_bytes)
+        probed: list[MediaMetadata] = []
         with resources.temp.job(media.media_id) as job_dir:
             try:
                 found = await asyncio.to_thread(
-                    download, request.url, job_dir, limits, policy, captions
+                    download, request.url, job_dir, limits, policy, captions, probed.append
                 )
+                # what the request says wins over the site: a client may name the media
+                site = probed[0] if probed else None
+                known = request.metadata.over(site) if request.metadata else site
+                media = replace(media, metadata=known)
                 resources.temp.report()
                 if isinstance(found, Captions):
                     await send_captions(broker, found, media)

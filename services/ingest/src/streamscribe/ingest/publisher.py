@@ -8,7 +8,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 
-from streamscribe.common.events import AudioChunk
+from streamscribe.common.events import AudioChunk, MediaMetadata
 from streamscribe.ingest.chunker import Chunk
 from streamscribe.ingest.decoder import DecodeLimits, decoded_chunks
 
@@ -21,6 +21,7 @@ class MediaRef:
     source_url: str
     language: str | None = None
     run: str | None = None
+    metadata: MediaMetadata | None = None
 
 
 async def publish_audio(path: Path, media: MediaRef, limits: DecodeLimits, send: Send) -> int:
@@ -52,6 +53,7 @@ def _event(chunk: Chunk, media: MediaRef, final: bool, next_lead_in: float = 0.0
         audio=chunk.audio,
         lead_in=chunk.lead_in,
         next_lead_in=next_lead_in,
+        metadata=media.metadata,
     )
 
 

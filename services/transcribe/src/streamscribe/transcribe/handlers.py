@@ -74,6 +74,7 @@ def router(settings: TranscribeSettings) -> KafkaRouter:
             language=result.language,
             run=chunk.run,
             segments=result.segments,
+            metadata=chunk.metadata,
         )
         # keyed by media: one media's transcripts stay in one partition, in order
         await publish_event(broker, settings.topics.transcript, transcript, chunk.media_id.encode())

@@ -38,6 +38,10 @@ class Hit:
     """The media's transcript language (from the ledger)."""
     source: str | None = None
     """`asr` or `captions` (from the ledger)."""
+    title: str | None = None
+    """The media's title, author and publication date (ISO), where known (from the ledger)."""
+    author: str | None = None
+    published: str | None = None
 
 
 class VectorBackend(Protocol):

@@ -11,17 +11,56 @@ the ledger knowing the media and a retry finishes the job.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from datetime import date
 
 from streamscribe.common.events import Segment, Transcript
 from streamscribe.embed.passages import Passage, passage_id
 from streamscribe.embed.store.base import Hit, SearchMode, VectorBackend, Vectors
 from streamscribe.embed.store.fusion import fuse
-from streamscribe.embed.store.ledger import Announcement, Ledger
+from streamscribe.embed.store.ledger import Announcement, Ledger, MediaRecord
 from streamscribe.embed.store.sqlite import STOPWORDS, WORD
 
 CANDIDATES = 50
 """Hits taken from each ranking before hybrid fusion: enough for the fused top k."""
+FILTERED_CANDIDATES = 1000
+"""Hits ranked before a filter keeps those of the wanted media: the deepest list every backend
+answers (Pinecone's top_k with metadata). A filter narrower than that depth finds fewer."""
+
+
+@dataclass(frozen=True)
+class HitFilter:
+    """Which media's passages a search keeps (every given condition holds)."""
+
+    media_id: str | None = None
+    author: str | None = None
+    """Part of the author's name, in any case."""
+    since: date | None = None
+    """Published on or after; a media with no known date is left out."""
+    until: date | None = None
+    """Published on or before; a media with no known date is left out."""
+
+    @property
+    def active(self) -> bool:
+        return any(v is not None for v in (self.media_id, self.author, self.since, self.until))
+
+    def admits(self, record: MediaRecord | None) -> bool:
+        if record is None:
+            return False
+        if self.media_id is not None and record.media_id != self.media_id:
+            return False
+        wanted = (self.author or "").casefold()
+        if wanted and wanted not in (record.author or "").casefold():
+            return False
+        return self._dated(record.published)
+
+    def _dated(self, published: str | None) -> bool:
+        if self.since is None and self.until is None:
+            return True
+        if published is None:
+            return False
+        day = date.fromisoformat(published)
+        return (self.since or date.min) <= day <= (self.until or date.max)
 
 
 class Index:
@@ -58,10 +97,30 @@ class Index:
         self.vectors.delete_media(media_id)
         return known
 
-    def search(self, query: str, vector: Vectors | None, k: int, mode: SearchMode) -> list[Hit]:
+    def search(
+        self,
+        query: str,
+        vector: Vectors | None,
+        k: int,
+        mode: SearchMode,
+        only: HitFilter | None = None,
+    ) -> list[Hit]:
         """Vector, keyword or both fused; `vector` (the embedded query) unless `keyword`. Each
-        hit starts at its first word that matches the query, when its words are known."""
-        return [self._located(hit, query) for hit in self._ranked(query, vector, k, mode)]
+        hit starts at its first word that matches the query, when its words are known. With
+        `only`, a deeper ranking is filtered against the ledger (backends know no metadata)."""
+        records: dict[str, MediaRecord | None] = {}
+        if only is None or not only.active:
+            ranked = self._ranked(query, vector, k, mode)
+        else:
+            deeper = self._ranked(query, vector, max(k, FILTERED_CANDIDATES), mode)
+            ranked = [hit for hit in deeper if only.admits(self._record(hit, records))][:k]
+        return [self._located(hit, query, self._record(hit, records)) for hit in ranked]
+
+    def _record(self, hit: Hit, seen: dict[str, MediaRecord | None]) -> MediaRecord | None:
+        """The hit's media record, read once per search."""
+        if hit.media_id not in seen:
+            seen[hit.media_id] = self.ledger.get(hit.media_id)
+        return seen[hit.media_id]
 
     def _ranked(self, query: str, vector: Vectors | None, k: int, mode: SearchMode) -> list[Hit]:
         if mode == "keyword" or vector is None:
@@ -72,9 +131,9 @@ class Index:
         rankings = [self.vectors.nearest(vector, depth), self.vectors.keyword(query, depth)]
         return fuse(rankings, k)
 
-    def _located(self, hit: Hit, query: str) -> Hit:
-        """The hit with the media's language and source, starting at its first matching word."""
-        record = self.ledger.get(hit.media_id)
+    def _located(self, hit: Hit, query: str, record: MediaRecord | None) -> Hit:
+        """The hit with its media's language, source, title, author and date, starting at its
+        first matching word."""
         seq = hit.id.rsplit(":", 2)[-2:][0]  # ids are media_id:seq:passage
         segments = self.ledger.chunk_segments(hit.media_id, int(seq)) if seq.isdigit() else []
         start = first_match(segments, hit.start, hit.end, query)
@@ -83,6 +142,9 @@ class Index:
             start=hit.start if start is None else start,
             language=record.language if record else None,
             source=record.source if record else None,
+            title=record.title if record else None,
+            author=record.author if record else None,
+            published=record.published if record else None,
         )
 
     def segments(self, media_id: str) -> Iterator[Segment]:

@@ -37,7 +37,7 @@ import apsw
 from pydantic import TypeAdapter
 
 from streamscribe.common.errors import TransientError
-from streamscribe.common.events import Segment, Transcript
+from streamscribe.common.events import MediaMetadata, Segment, Transcript
 from streamscribe.embed.settings import EmbedSettings
 from streamscribe.embed.store import database
 
@@ -74,7 +74,13 @@ CREATE TABLE IF NOT EXISTS media (
     source TEXT,
     callback_url TEXT,
     callback_claimed_at REAL,
-    callback_delivered_at REAL
+    callback_delivered_at REAL,
+    title TEXT,
+    author TEXT,
+    published TEXT,
+    duration REAL,
+    webpage_url TEXT,
+    thumbnail_url TEXT
 );
 CREATE INDEX IF NOT EXISTS media_by_update ON media (updated_at);
 CREATE TABLE IF NOT EXISTS chunks (
@@ -99,12 +105,22 @@ _ADDED_COLUMNS = {
     "callback_url": "TEXT",
     "callback_claimed_at": "REAL",
     "callback_delivered_at": "REAL",
+    "title": "TEXT",
+    "author": "TEXT",
+    "published": "TEXT",
+    "duration": "REAL",
+    "webpage_url": "TEXT",
+    "thumbnail_url": "TEXT",
 }
+METADATA = ("title", "author", "published", "duration", "webpage_url", "thumbnail_url")
+"""The media's metadata columns, named as `MediaMetadata`'s fields; `published` ISO text."""
+# a field known keeps its value when an event does not know it (`coalesce`)
+_SET_METADATA = ", ".join(f"{name} = coalesce(?, {name})" for name in METADATA)
 _SEGMENTS = TypeAdapter(list[Segment])
 _COLUMNS = (
     "media_id, run, state, source_url, chunk_count, chunks_stored, passages, failed_stage, "
     "failed_reason, failed_detail, requested_at, updated_at, indexed_at, announce_claimed_at, "
-    "language, source, callback_url"
+    "language, source, callback_url, " + ", ".join(METADATA)
 )
 
 
@@ -130,6 +146,19 @@ class MediaRecord:
     """`asr` (speech recognition) or `captions` (the media's own), once a chunk is stored."""
     callback_url: str | None = None
     """Where the run's outcome is POSTed; kept out of `as_dict` (it may carry a token)."""
+    title: str | None = None
+    author: str | None = None
+    published: str | None = None
+    """ISO date `YYYY-MM-DD`."""
+    duration: float | None = None
+    """Seconds, as the source declared them."""
+    webpage_url: str | None = None
+    thumbnail_url: str | None = None
+
+    @property
+    def metadata(self) -> MediaMetadata | None:
+        known = MediaMetadata.model_validate({name: getattr(self, name) for name in METADATA})
+        return None if known.empty else known
 
     @property
     def complete(self) -> bool:
@@ -145,6 +174,7 @@ class MediaRecord:
             "passages": self.passages,
             "language": self.language,
             "source": self.source,
+            **{name: getattr(self, name) for name in METADATA},
             "failure": self.failure,
             "callback": self.callback_url is not None,
             "requested_at": database.iso(self.requested_at),
@@ -185,10 +215,16 @@ class Ledger:
             _add_columns(db)
 
     def request(
-        self, media_id: str, run: str, source_url: str, callback_url: str | None = None
+        self,
+        media_id: str,
+        run: str,
+        source_url: str,
+        callback_url: str | None = None,
+        metadata: MediaMetadata | None = None,
     ) -> None:
         """A submission was seen: a newer run than the ledger's starts the media over. The
-        run's `callback_url` is kept with it, also when its chunks were seen first."""
+        run's `callback_url` is kept with it, also when its chunks were seen first, and so is
+        what the request says of the media (`metadata`)."""
         with database.write(self._db) as db:
             row = _media(db, media_id)
             if _stale(db, media_id, run, row):
@@ -201,6 +237,7 @@ class Ledger:
                     "WHERE media_id = ? AND run = ?",
                     (callback_url, media_id, run),
                 )
+            _put_metadata(db, media_id, run, metadata)
 
     def admits(self, media_id: str, run: str | None) -> bool:
         """False for an event of a run older than the media's newest, or of a forgotten run
@@ -301,6 +338,7 @@ class Ledger:
                 row = _media(db, transcript.media_id)
                 assert row is not None
             _put_chunk(db, transcript, run, passages, row)
+            _put_metadata(db, transcript.media_id, run, transcript.metadata)
             if transcript.final and transcript.chunk_count:
                 db.execute(
                     "UPDATE media SET chunk_count = ? WHERE media_id = ?",
@@ -436,6 +474,7 @@ def _record(row: Any) -> MediaRecord:
         language=row[14],
         source=row[15],
         callback_url=row[16],
+        **dict(zip(METADATA, row[17:23], strict=True)),
     )
 
 
@@ -459,6 +498,19 @@ def _reset(db: apsw.Connection, media_id: str, run: str, state: str, url: str | 
         (media_id, run, state, url, now, now),
     )
     db.execute("DELETE FROM forgotten WHERE media_id = ?", (media_id,))
+
+
+def _put_metadata(
+    db: apsw.Connection, media_id: str, run: str, metadata: MediaMetadata | None
+) -> None:
+    """Each field the event knows replaces the run's; those it does not know stay."""
+    if metadata is None:
+        return
+    values = metadata.model_dump(mode="json")
+    db.execute(
+        f"UPDATE media SET {_SET_METADATA} WHERE media_id = ? AND run = ?",
+        (*(values[name] for name in METADATA), media_id, run),
+    )
 
 
 def _put_chunk(
