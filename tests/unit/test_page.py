@@ -61,18 +61,21 @@ async def test_search_answers_in_the_html_with_the_words_marked(open_api: Any) -
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     html = response.text
-    assert '<mark>budget</mark> talk' in html
-    assert '<mark>budgets</mark> are' in html
+    assert "<mark>budget</mark> talk" in html
+    assert "<mark>budgets</mark> are" in html
     assert 'href="/watch/m1?t=1"' in html
     assert 'href="/watch/m1?t=31"' in html
     assert "00:31" in html
-    assert 'name="mode"' in html and '<option value="keyword" selected>' in html
+    assert 'name="mode"' in html
+    assert '<option value="keyword" selected>' in html
 
 
 async def test_search_without_a_query_is_the_form_alone(open_api: Any) -> None:
     html = (await open_api[0].get("/")).text
-    assert 'role="search"' in html and '<label for="q">' in html
-    assert "<mark>" not in html and 'class="hits"' not in html
+    assert 'role="search"' in html
+    assert '<label for="q">' in html
+    assert "<mark>" not in html
+    assert 'class="hits"' not in html
 
 
 async def test_the_media_page_has_the_player_at_the_second_and_the_transcript(
@@ -83,7 +86,8 @@ async def test_the_media_page_has_the_player_at_the_second_and_the_transcript(
     html = response.text
     assert re.search(r'<audio id="player" controls preload="metadata" '
                      r'src="https://example.org/m1.mp3#t=31"', html)  # fmt: skip
-    assert 'data-start="1.0"' in html and 'data-start="31.0"' in html
+    assert 'data-start="1.0"' in html
+    assert 'data-start="31.0"' in html
     # the sentence at the second asked is the current one
     assert re.search(r'href="/watch/m1\?t=31"[^>]*aria-current="true"', html)
     for fmt in ("srt", "vtt", "json"):
@@ -95,7 +99,8 @@ async def test_a_local_file_has_no_player_and_says_so(open_api: Any) -> None:
     http, _, api = open_api
     api.index.ledger.request("m4", "r1", "file:///home/me/talk.mp3")
     html = (await http.get("/watch/m4")).text
-    assert "<audio" not in html and "<video" not in html
+    assert "<audio" not in html
+    assert "<video" not in html
     assert "No player: this media came from a local file" in html
     assert (await http.get("/watch/nobody")).status_code == 404
 
@@ -124,19 +129,20 @@ async def test_the_library_form_submits_and_redirects(open_api: Any) -> None:
     http, published, _ = open_api
     response = await http.post("/library", data={"url": "http://127.0.0.1:9/a.mp3"})
     assert response.status_code == 303
-    media_id = published[0]["media_id"] if "media_id" in published[0] else None
     assert response.headers["location"].startswith("/library?submitted=m-")
-    assert media_id is None or media_id in response.headers["location"]
     assert [p["url"] for p in published] == ["http://127.0.0.1:9/a.mp3"]
     refused = await http.post("/library", data={"url": "file:///etc/passwd"})
     assert refused.status_code == 422
-    assert "only http and https" in refused.text and 'role="alert"' in refused.text
+    assert "only http and https" in refused.text
+    assert 'role="alert"' in refused.text
 
 
 async def test_a_form_from_another_site_is_refused(open_api: Any) -> None:
     http, published, _ = open_api
     response = await http.post(
-        "/library", data={"url": "http://127.0.0.1:9/a.mp3"}, headers={"Origin": "https://evil.example"}
+        "/library",
+        data={"url": "http://127.0.0.1:9/a.mp3"},
+        headers={"Origin": "https://evil.example"},
     )
     assert response.status_code == 422
     assert "another site" in response.text
@@ -158,13 +164,17 @@ async def test_with_keys_the_page_asks_for_one_and_keeps_it_in_a_session_cookie(
     http = keyed[0]
     asked = await http.get("/library")
     assert asked.status_code == 401
-    assert 'type="password"' in asked.text and 'name="next" value="/library"' in asked.text
+    assert 'type="password"' in asked.text
+    assert 'name="next" value="/library"' in asked.text
     wrong = await http.post("/key", data={"key": "not-a-key", "next": "/library"})
-    assert wrong.status_code == 401 and "unknown or revoked" in wrong.text
+    assert wrong.status_code == 401
+    assert "unknown or revoked" in wrong.text
     given = await http.post("/key", data={"key": ADMIN_KEY, "next": "/library"})
     assert (given.status_code, given.headers["location"]) == (303, "/library")
     cookie = given.headers["set-cookie"].lower()
-    assert "httponly" in cookie and "samesite=strict" in cookie and "max-age" not in cookie
+    assert "httponly" in cookie
+    assert "samesite=strict" in cookie
+    assert "max-age" not in cookie
     assert (await http.get("/library")).status_code == 200
     assert (await http.get("/media/m1")).status_code == 200  # the JSON API takes it too
     forgotten = await http.post("/key/forget")

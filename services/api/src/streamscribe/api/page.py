@@ -110,7 +110,7 @@ async def watch_page(
     player = page_view.player_for(status.source_url, getattr(status, "webpage_url", None), t)
     return render(
         request, "watch.html", media=status, lines=lines, current=current, start=t,
-        player=player, failure=page_view.failure_words(status.failure),
+        player=player, failure=page_view.failure_words(status.failure), states=page_view.STATES,
     )  # fmt: skip
 
 

@@ -55,6 +55,7 @@
     }
     function progress(row, record) {
       var bar = row.querySelector("progress"), total = record.chunks.total;
+      if (!bar) return;
       bar.max = total || 1;
       if (total) bar.value = record.chunks.stored; else bar.removeAttribute("value");
       if (BUSY[record.state]) {
