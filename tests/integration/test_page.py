@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import BrowserContext, Locator, Page, expect
 
 from tests.integration.browser import axe_source, chromium, serious_violations, serving_ranges
 from tests.integration.conftest import MediaServer, Pipeline
@@ -44,6 +44,8 @@ def test_submit_index_search_open_and_seek(
     pipeline: Pipeline, media_base: str, short_speech: Speech, browser: BrowserContext
 ) -> None:
     page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
     base = pipeline.api_url
     _give_the_key(page, base, pipeline.env["STREAMSCRIBE_API_KEY"])
     media_id = _submit(page, f"{media_base}/{short_speech.path.name}?page=1")
@@ -57,14 +59,25 @@ def test_submit_index_search_open_and_seek(
     hit_start = _search_and_open(page, sentence, media_id)
     assert hit_start >= spoken_at - 1.5, (hit_start, spoken_at)
     page.wait_for_function(NEAR, arg=[hit_start], timeout=30_000)
+    at_the_hit = page.url
 
     other = _another_sentence(page, hit_start)
-    other_start = float(other.get_attribute("data-start") or "nan")
     other.click()
-    page.wait_for_function(NEAR, arg=[other_start], timeout=10_000)
+    page.wait_for_function(NEAR, arg=[_start(other)], timeout=10_000)
     expect(other).to_have_attribute("aria-current", "true")
+    # and from the keyboard: Enter on a sentence (a link) seeks as a click does
+    back = _another_sentence(page, _start(other))
+    back.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_function(NEAR, arg=[_start(back)], timeout=10_000)
+    expect(back).to_have_attribute("aria-current", "true")
 
-    _screenshots_and_axe(page, f"{base}/?q=bakery+on+the+corner", page.url, f"{base}/library")
+    _screenshots_and_axe(page, f"{base}/?q=bakery+on+the+corner", at_the_hit, f"{base}/library")
+    assert errors == []
+
+
+def _start(element: Locator) -> float:
+    return float(element.get_attribute("data-start") or "nan")
 
 
 def _give_the_key(page: Page, base: str, key: str) -> None:
@@ -106,18 +119,18 @@ def _search_and_open(page: Page, sentence: str, media_id: str) -> float:
     hit = page.locator(f'li.hit[data-media-id="{media_id}"]').first
     expect(hit.locator("mark").first).to_be_visible()
     link = hit.get_by_role("link")
-    start = float(link.get_attribute("data-start") or "nan")
+    start = _start(link)
     link.click()
     expect(page).to_have_url(re.compile(rf"/watch/{media_id}\?t="))
     return start
 
 
-def _another_sentence(page: Page, hit_start: float) -> object:
+def _another_sentence(page: Page, hit_start: float) -> Locator:
     lines = page.locator(".transcript a[data-start]")
     expect(lines.first).to_be_visible()
     for index in range(lines.count()):
         line = lines.nth(index)
-        if abs(float(line.get_attribute("data-start") or "nan") - hit_start) > 2:
+        if abs(_start(line) - hit_start) > 2:
             return line
     pytest.fail(f"the transcript has no other sentence: {lines.all_inner_texts()}")
 
