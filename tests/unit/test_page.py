@@ -8,18 +8,20 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 
-from streamscribe.api import page_view
+from streamscribe.api import page, page_view
 from streamscribe.common.settings import TopicSettings
 from tests.api_server import ServedApi, api_on
 from tests.factories import transcript_chunk
 
 ADMIN_KEY = "page-admin-key-0123456789abcdef"
+LOOPBACK = ("127.0.0.1", 50000)
 
 
 def _chunks() -> list[Any]:
@@ -29,11 +31,6 @@ def _chunks() -> list[Any]:
         transcript_chunk(1, 2, media_id="m1", text="budgets are cut again"),
         transcript_chunk(0, 2, media_id="m2", text="another story"),
     ]
-
-
-async def _client(api: ServedApi, **headers: str) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=api.app, client=("127.0.0.1", 50000))
-    return httpx.AsyncClient(transport=transport, base_url="http://api", headers=headers)
 
 
 @pytest.fixture
@@ -50,8 +47,10 @@ async def open_api(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, lis
     api.index.ledger.fail(
         "m3", None, {"stage": "ingest", "reason": "too_long", "detail": "2 h > 1 h"}, "https://x/y"
     )
-    async with TestKafkaBroker(broker), await _client(api) as http:
-        yield http, published, api
+    async with TestKafkaBroker(broker):
+        transport = httpx.ASGITransport(app=api.app, client=LOOPBACK)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+            yield http, published, api
     api.close()
 
 
@@ -153,8 +152,10 @@ async def test_a_form_from_another_site_is_refused(open_api: Any) -> None:
 async def keyed(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, ServedApi]]:
     broker = KafkaBroker()
     api = api_on(tmp_path, broker, _chunks(), admin_key=ADMIN_KEY)
-    async with TestKafkaBroker(broker), await _client(api) as http:
-        yield http, api
+    async with TestKafkaBroker(broker):
+        transport = httpx.ASGITransport(app=api.app, client=LOOPBACK)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+            yield http, api
     api.close()
 
 
@@ -198,3 +199,39 @@ async def test_the_page_stays_out_of_the_openapi_document(open_api: Any) -> None
     paths = open_api[2].app.openapi()["paths"]
     assert not {"/", "/watch/{media_id}", "/library", "/key"} & set(paths)
     assert (await open_api[0].get("/static/page.js")).status_code == 200
+
+
+def test_metadata_is_shown_where_the_records_carry_it() -> None:
+    """Title, author, date and duration (the media metadata's fields) when present; the URL's
+    file name or the media id when not."""
+    hit = SimpleNamespace(
+        media_id="m9", start=75.0, text="a budget", source_url="https://x.org/v",
+        title="Budget hearing", author="City Council", published="2024-05-01",
+    )  # fmt: skip
+    html = page.TEMPLATES.get_template("search.html").render(
+        q="budget", mode="hybrid", modes=["hybrid"], hits=[{"hit": hit, "parts": [("a", False)]}]
+    )
+    assert ">Budget hearing</a>" in html
+    assert "<span>City Council</span>" in html
+    assert '<time datetime="2024-05-01">2024-05-01</time>' in html
+    assert ">01:15</time>" in html
+    media = SimpleNamespace(
+        media_id="m9", state="indexed", source_url="https://x.org/v", failure=None,
+        title="Budget hearing", author="City Council", published=None, duration=3725.0,
+        language="en",
+    )  # fmt: skip
+    watch = page.TEMPLATES.get_template("watch.html").render(
+        media=media, lines=[], current=None, start=0.0, player=page_view.Player("none")
+    )
+    assert "<h1>Budget hearing</h1>" in watch
+    assert "1:02:05 long" in watch
+    bare = SimpleNamespace(media_id="m-1", source_url=None)
+    assert page_view.title_of(bare) == "m-1"
+
+
+async def test_over_https_the_cookie_is_secure(keyed: Any) -> None:
+    api = keyed[1]
+    transport = httpx.ASGITransport(app=api.app, client=LOOPBACK)
+    async with httpx.AsyncClient(transport=transport, base_url="https://api") as http:
+        given = await http.post("/key", data={"key": ADMIN_KEY})
+    assert "secure" in given.headers["set-cookie"].lower()

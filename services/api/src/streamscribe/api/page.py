@@ -28,6 +28,7 @@ from streamscribe.embed.store.keys import allows
 HERE = Path(__file__).parent
 TEMPLATES = Jinja2Templates(directory=HERE / "templates")
 TEMPLATES.env.filters.update(clock=page_view.clock, named=page_view.title_of)
+TEMPLATES.env.globals.update(states=page_view.STATES, failure_words=page_view.failure_words)
 LIBRARY_SIZE = 100
 HITS = 10
 # Media play from wherever they are; everything else only from here (no inline script).
@@ -59,6 +60,7 @@ async def viewer(
 
 
 Viewer = Annotated[Caller, Depends(viewer)]
+VIEW = Depends(viewer)
 
 
 def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -75,32 +77,39 @@ def render(request: Request, name: str, status: int = 200, **context: Any) -> HT
     return response
 
 
-@router.get("/", response_class=HTMLResponse)
+@router.get("/", response_class=HTMLResponse, dependencies=[VIEW])
 async def search_page(
-    request: Request, api: Api, who: Viewer, q: str = "", mode: str | None = None
+    request: Request, api: Api, q: str = "", mode: str | None = None
 ) -> HTMLResponse:
+    """The search form; with `q`, the hits in the HTML itself."""
     chosen: SearchMode = api.settings.embed.search_mode
     if mode in MODES:
         chosen = mode
     query = q.strip()[:1000]
     found = await search.search(api, query, HITS, chosen) if query else None
-    hits = [
-        {"hit": hit, "parts": page_view.marked(hit.text, query)} for hit in found.hits
-    ] if found else []  # fmt: skip
+    shown = found.hits if found else []
+    hits = [{"hit": hit, "parts": page_view.marked(hit.text, query)} for hit in shown]
+    empty = found is not None and found.index_empty
     return render(
-        request, "search.html", here="search", q=query, mode=chosen, modes=MODES, hits=hits,
-        index_empty=bool(found and found.index_empty),
-    )  # fmt: skip
+        request,
+        "search.html",
+        here="search",
+        q=query,
+        mode=chosen,
+        modes=MODES,
+        hits=hits,
+        index_empty=empty,
+    )
 
 
-@router.get("/watch/{media_id}", response_class=HTMLResponse)
+@router.get("/watch/{media_id}", response_class=HTMLResponse, dependencies=[VIEW])
 async def watch_page(
     request: Request,
     api: Api,
-    who: Viewer,
     media_id: Annotated[str, PathParam(pattern=MEDIA_ID_PATTERN)],
     t: Annotated[float, Query(ge=0)] = 0.0,
 ) -> HTMLResponse:
+    """A media: its player at second `t`, its transcript with the sentence at `t` current."""
     record = await api.read(lambda index: index.ledger.get(media_id))
     if record is None:
         return render(request, "missing.html", 404, media_id=media_id)
@@ -109,15 +118,12 @@ async def watch_page(
     current = max((i for i, s in enumerate(lines) if s.start <= t + 0.05), default=None)
     player = page_view.player_for(status.source_url, getattr(status, "webpage_url", None), t)
     return render(
-        request, "watch.html", media=status, lines=lines, current=current, start=t,
-        player=player, failure=page_view.failure_words(status.failure), states=page_view.STATES,
-    )  # fmt: skip
+        request, "watch.html", media=status, lines=lines, current=current, start=t, player=player
+    )
 
 
-@router.get("/library", response_class=HTMLResponse)
-async def library_page(
-    request: Request, api: Api, who: Viewer, submitted: str | None = None
-) -> HTMLResponse:
+@router.get("/library", response_class=HTMLResponse, dependencies=[VIEW])
+async def library_page(request: Request, api: Api, submitted: str | None = None) -> HTMLResponse:
     return await _library(request, api, submitted=submitted)
 
 
@@ -126,11 +132,17 @@ async def _library(
 ) -> HTMLResponse:
     records = await api.read(lambda index: index.ledger.recent(LIBRARY_SIZE))
     shown = [MediaStatus.model_validate(record.as_dict()) for record in records]
+    busy = any(m.state in ("requested", "transcribing") for m in shown)
     return render(
-        request, "library.html", status, here="library", items=shown, states=page_view.STATES,
-        failure=page_view.failure_words, busy=any(m.state in ("requested", "transcribing")
-        for m in shown), **context,
-    )  # fmt: skip
+        request,
+        "library.html",
+        status,
+        here="library",
+        items=shown,
+        busy=busy,
+        limit=LIBRARY_SIZE,
+        **context,
+    )
 
 
 @router.post("/library", response_class=HTMLResponse)

@@ -79,7 +79,7 @@
     }
     function tick() {
       if (!busy()) return;
-      fetch("/media?limit=100", { credentials: "same-origin", headers: { accept: "application/json" } })
+      fetch("/media?limit=" + (list.dataset.limit || 100), { credentials: "same-origin", headers: { accept: "application/json" } })
         .then(function (answer) { return answer.ok ? answer.json() : []; })
         .then(function (records) {
           var finished = [];
