@@ -110,6 +110,8 @@ def test_a_site_page_plays_on_the_site_at_the_second() -> None:
     )
     assert player == page_view.Player("site", "https://www.youtube.com/watch?v=abc&t=75")
     assert page_view.player_for("https://x.org/a.webm", None, 2).kind == "video"
+    # a direct media URL plays in the page even where the probe names a page for it
+    assert page_view.player_for("https://x.org/a.mp3", "https://x.org/a", 2).kind == "audio"
     assert page_view.player_for("upload:talk.mp3", None, 2).kind == "none"
 
 

@@ -14,6 +14,7 @@ from streamscribe.common.errors import Reason
 from streamscribe.embed.store.sqlite import STOPWORDS, WORD
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".webm", ".mov", ".mkv", ".ogv")
+AUDIO_SUFFIXES = (".mp3", ".m4a", ".aac", ".wav", ".ogg", ".oga", ".opus", ".flac", ".weba")
 REASONS: dict[str, str] = {
     Reason.REFUSED_URL: "The address is not allowed here",
     Reason.NOT_FOUND: "Nothing was found at the address",
@@ -89,15 +90,14 @@ class Player:
 
 def player_for(source_url: str | None, webpage_url: str | None, start: float) -> Player:
     source = source_url or ""
-    if webpage_url and webpage_url != source:
+    path = urlsplit(source).path.lower()
+    direct = path.endswith(VIDEO_SUFFIXES + AUDIO_SUFFIXES)
+    if webpage_url and webpage_url != source and not direct:
         # a site's page (yt-dlp's webpage_url): its stream URL expires, its page does not
         return Player("site", at_second(webpage_url, start))
-    scheme = urlsplit(source).scheme
-    if scheme not in ("http", "https"):
+    if urlsplit(source).scheme not in ("http", "https"):
         return Player("none")
-    kind: Literal["audio", "video"] = (
-        "video" if urlsplit(source).path.lower().endswith(VIDEO_SUFFIXES) else "audio"
-    )
+    kind: Literal["audio", "video"] = "video" if path.endswith(VIDEO_SUFFIXES) else "audio"
     return Player(kind, f"{source.split('#', 1)[0]}#t={start:g}")
 
 
