@@ -213,7 +213,7 @@ def test_metadata_is_shown_where_the_records_carry_it() -> None:
     html = page.TEMPLATES.get_template("search.html").render(
         q="budget", mode="hybrid", modes=["hybrid"], hits=[{"hit": hit, "parts": [("a", False)]}]
     )
-    assert ">Budget hearing</a>" in html
+    assert '>Budget hearing<span class="visually-hidden">, at 01:15</span></a>' in html
     assert "<span>City Council</span>" in html
     assert '<time datetime="2024-05-01">2024-05-01</time>' in html
     assert ">01:15</time>" in html
