@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SOURCES := src libs/common/src services/ingest/src services/transcribe/src services/embed/src services/api/src
 
-.PHONY: install up test test-fast system-packages test-pinecone test-images images lint bench bench-index bench-box bench-scale bench-api bench-transcribe docs clean
+.PHONY: install up test test-fast system-packages browser-packages test-pinecone test-images images lint bench bench-index bench-box bench-scale bench-api bench-transcribe docs clean
 
 install: $(STAMP)
 
@@ -22,14 +22,23 @@ $(STAMP): pyproject.toml libs/common/pyproject.toml services/*/pyproject.toml
 up: install
 	$(VENV)/bin/streamscribe up
 
-# the system tools the tests use (espeak-ng, sox, ffmpeg, kcat, prometheus): apt-get installs
+# the system tools the tests use (espeak-ng, sox, ffmpeg, kcat, prometheus, chromium,
+# chromium-driver, npm): apt-get installs
 # them when root, else this names them and stops
 system-packages:
 	scripts/system-packages
 
+# what the page's browser tests inject (axe-core, pinned in tests/browser/package-lock.json);
+# the browser itself is Debian's chromium (system-packages), never a download
+AXE := tests/browser/node_modules/axe-core/axe.min.js
+browser-packages: $(AXE)
+$(AXE): tests/browser/package-lock.json | system-packages
+	cd tests/browser && npm ci --no-audit --no-fund
+	touch $@
+
 # the whole suite (what CI runs), on two pytest-xdist workers: most integration tests wait on
 # real workers, not on a core
-test: install system-packages
+test: install system-packages browser-packages
 	$(VENV)/bin/pytest -q -n 2 --dist loadgroup --durations=20 $(TEST_ARGS)
 
 # unit tests, each stage's router on FastStream's in-memory broker, the index contract: minutes

@@ -14,6 +14,7 @@ import pytest
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 
 from streamscribe.api.app import check_exposure
+from streamscribe.api.auth import COOKIE
 from streamscribe.common.errors import ConfigError
 from streamscribe.common.vocabulary import SCOPES
 from tests.api_server import ServedApi, api_on, api_settings
@@ -174,6 +175,53 @@ async def test_the_admin_key_from_the_settings_is_an_admin(tmp_path: Path) -> No
     body = created.json()
     assert (body["name"], body["scope"]) == ("team", "submit")
     assert body["key"].startswith("ss_")
+
+
+async def test_the_page_s_session_cookie_carries_a_key_with_its_scope(tmp_path: Path) -> None:
+    """What the key form sets (`/key`) is taken by every route, with the key's scope; a
+    Bearer header wins over it; an unknown or revoked key in it is 401 as in the header."""
+    api = api_on(tmp_path, KafkaBroker(), _chunks())
+    _, reader = api.keys.create("reader", "read")
+    _, admin = api.keys.create("boss", "admin")
+    transport = httpx.ASGITransport(app=api.app)
+    answers = {}
+    for name, cookie, header in [
+        ("reader", reader, None),
+        ("admin", admin, None),
+        ("unknown", "ss_not-a-key", None),
+        ("header wins", admin, reader),
+    ]:
+        headers = {"Authorization": f"Bearer {header}"} if header else {}
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://api", cookies={COOKIE: cookie}, headers=headers
+        ) as http:
+            answers[name] = ((await http.get("/media/m1")).status_code,
+                             (await http.get("/keys")).status_code)  # fmt: skip
+    api.keys.revoke("reader")
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://api", cookies={COOKIE: reader}
+    ) as http:
+        revoked = await http.get("/media/m1")
+    api.close()
+    assert answers == {
+        "reader": (200, 403),
+        "admin": (200, 200),
+        "unknown": (401, 401),
+        "header wins": (200, 403),
+    }
+    assert revoked.status_code == 401
+    assert "revoked" in revoked.json()["error"]
+
+
+async def test_the_settings_admin_key_works_in_the_cookie_too(tmp_path: Path) -> None:
+    api = api_on(tmp_path, KafkaBroker(), admin_key=ADMIN_KEY)
+    transport = httpx.ASGITransport(app=api.app)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://api", cookies={COOKIE: ADMIN_KEY}
+    ) as http:
+        status = (await http.get("/keys")).status_code
+    api.close()
+    assert status == 200
 
 
 async def test_submissions_past_the_rate_are_429_with_retry_after(tmp_path: Path) -> None:

@@ -11,7 +11,9 @@ from pathlib import Path
 from tests.conftest import require_tool
 
 SCRIPT = Path(__file__).parents[2] / "scripts" / "system-packages"
-PACKAGES = {"espeak-ng", "sox", "ffmpeg", "kcat", "prometheus"}
+# the browser tests': Debian's chromium (and its driver), npm for axe-core
+PACKAGES = {"espeak-ng", "sox", "ffmpeg", "kcat", "prometheus", "chromium", "chromium-driver"}
+PACKAGES |= {"npm"}
 
 
 def _bare_path(tmp_path: Path, uid: int) -> dict[str, str]:
@@ -58,7 +60,7 @@ def test_otherwise_they_are_named_with_the_command_and_nothing_runs(tmp_path: Pa
 
 
 def test_nothing_is_done_when_every_tool_is_there() -> None:
-    for tool in (*PACKAGES, "promtool"):
+    for tool in (*PACKAGES - {"chromium-driver"}, "promtool", "chromedriver"):
         require_tool(tool)
     result = subprocess.run([str(SCRIPT)], capture_output=True, text=True)
     assert result.returncode == 0

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
 from pydantic import BaseModel
 
-from streamscribe.api import dead_letters, errors, keys, media, search, transcriptions
+from streamscribe.api import dead_letters, errors, keys, media, page, search, transcriptions
 from streamscribe.api.callbacks import Sender
 from streamscribe.api.callbacks import router as callbacks_router
 from streamscribe.api.settings import ApiSettings
@@ -53,6 +53,7 @@ def create_api(api: ApiState) -> FastAPI:
     errors.install(app)
     for module in (media, search, transcriptions, keys, dead_letters):
         app.include_router(module.router)
+    page.install(app)  # the HTML page, outside the OpenAPI document
     app.add_middleware(
         UploadLimit, paths={"/v1/audio/transcriptions"}, most=api.settings.api.max_upload_bytes
     )

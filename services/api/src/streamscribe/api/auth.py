@@ -4,6 +4,9 @@ With auth `keys` (the default): until any key exists (stored, or `admin_key` in 
 only loopback clients are served, and `service.py` refuses to bind elsewhere; once one exists,
 every request needs `Authorization: Bearer KEY` whose scope covers the route's (admin ⊇ submit
 ⊇ read), from loopback too. With auth `none` nothing is checked.
+
+The page's session cookie (`COOKIE`, set by `/key`: HttpOnly, SameSite=Strict) carries a key the
+same way, so the page's own links and scripts reach the JSON routes; a Bearer header wins over it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from streamscribe.common.vocabulary import Scope
 from streamscribe.embed.store.keys import allows
 
 BEARER = HTTPBearer(auto_error=False, description="An API key: `streamscribe keys create`.")
+COOKIE = "streamscribe_key"
 NO_KEY = (
     "send an API key: Authorization: Bearer KEY (STREAMSCRIBE_API_KEY for the CLI; "
     "`streamscribe keys create NAME --scope read` makes one)"
@@ -46,19 +50,25 @@ async def caller(
     section = api.settings.api
     if section.auth == "none":
         return Caller("anyone", "admin")
-    token = credentials.credentials if credentials else None
-    if token is not None and _is_admin_key(token, section.admin_key):
-        return Caller("admin_key", "admin")
-    if token is not None:
-        record = await api.keys(lambda keys: keys.verify(token))
-        if record is None:
+    token = credentials.credentials if credentials else request.cookies.get(COOKIE)
+    if token:
+        found = await holder(api, token)
+        if found is None:
             raise ApiError(401, "this API key is unknown or revoked", _challenge())
-        return Caller(record.name, record.scope)
+        return found
     if section.admin_key is None and not await api.keys(lambda keys: keys.any_active()):
         if _loopback(request):
             return Caller("loopback", "admin")
         raise ApiError(401, "without API keys this API serves loopback clients only; " + NO_KEY)
     raise ApiError(401, NO_KEY, _challenge())
+
+
+async def holder(api: ApiState, token: str) -> Caller | None:
+    """Who holds `token`: the settings' admin key or a stored key; None if unknown or revoked."""
+    if _is_admin_key(token, api.settings.api.admin_key):
+        return Caller("admin_key", "admin")
+    record = await api.keys(lambda keys: keys.verify(token))
+    return None if record is None else Caller(record.name, record.scope)
 
 
 def _is_admin_key(token: str, admin_key: SecretStr | None) -> bool:
