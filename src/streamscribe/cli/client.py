@@ -74,13 +74,7 @@ class ApiClient:
 
     def forget(self, media_id: str) -> bool:
         """Remove the media from the index and the ledger; False when it is unknown."""
-        try:
-            self._json(f"/media/{urllib.parse.quote(media_id, safe='')}", method="DELETE")
-        except ApiError as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
+        return self._delete(f"/media/{urllib.parse.quote(media_id, safe='')}")
 
     def create_key(self, name: str, scope: str) -> dict[str, Any]:
         """A new API key; its secret is in the answer only."""
@@ -90,8 +84,12 @@ class ApiClient:
         return list(self._json("/keys"))
 
     def revoke_key(self, name: str) -> bool:
+        """False when no active key has the name."""
+        return self._delete(f"/keys/{urllib.parse.quote(name, safe='')}")
+
+    def _delete(self, path: str) -> bool:
         try:
-            self._json(f"/keys/{urllib.parse.quote(name, safe='')}", method="DELETE")
+            self._json(path, method="DELETE")
         except ApiError as exc:
             if exc.status == 404:
                 return False
