@@ -92,14 +92,51 @@ def test_a_decoder_that_skips_a_chunks_first_seconds_is_caught_and_repaired() ->
     decoder = SkippingDecoder(skipped=(START, START + LEAD_IN + 4.0))  # lead-in and 4 s more
     before = counted("redecoded"), counted("uncovered")
     result = decoder.transcribe_chunk(chunk(), audio())
-    # the hole, from the audio's start to the first word heard, decoded again without a prompt
-    assert decoder.calls[1:] == [(START, START + LEAD_IN + 4.0, "")]
+    # the hole, from the chunk's own start to the first word heard, decoded again (no words
+    # before it in the chunk's own span: no prompt)
+    assert decoder.calls[1:] == [(START + LEAD_IN, START + LEAD_IN + 4.0, "")]
     assert words_of(result) == said(START + LEAD_IN, START + LEAD_IN + OWN)
     assert all(a.end <= b.start for a, b in itertools.pairwise(result.segments))
     assert result.coverage.redecoded == pytest.approx(4.0)
     assert result.coverage.uncovered == 0.0
     assert counted("redecoded") - before[0] == pytest.approx(4.0)
     assert counted("uncovered") - before[1] == 0.0
+
+
+class PinnedDecoder(SkippingDecoder):
+    """A decoder that writes none of the lead-in, as the alignment then times it: the first
+    words written take the audio before them, so their middles fall in the lead-in."""
+
+    def _transcribe_window(
+        self,
+        audio: np.ndarray,
+        offset: float,
+        language: str | None,
+        seek: bool = True,
+        prompt: str = "",
+    ) -> Transcription:
+        result = super()._transcribe_window(audio, offset, language, seek, prompt)
+        if len(self.calls) > 1:
+            return result
+        words = words_of(result)
+        pinned = [
+            w.model_copy(update={"start": START + i, "end": START + i + 1})
+            for i, w in enumerate(words[:3])
+        ]
+        words = pinned + words[3:]
+        text = " ".join(w.word for w in words)
+        return Transcription(
+            "en", [Segment(start=START, end=words[-1].end, text=text, words=words)]
+        )
+
+
+def test_own_words_timed_into_the_lead_in_are_not_lost() -> None:
+    decoder = PinnedDecoder(skipped=(START, START + LEAD_IN))
+    result = decoder.transcribe_chunk(chunk(), audio())
+    # the keep rule drops the three words timed into the lead-in; the hole they leave is found
+    assert decoder.calls[1:] == [(START + LEAD_IN, START + LEAD_IN + 1.5, "")]
+    assert words_of(result) == said(START + LEAD_IN, START + LEAD_IN + OWN)
+    assert result.coverage.redecoded == pytest.approx(1.5)
 
 
 def test_a_hole_inside_a_sentence_is_decoded_with_the_words_before_as_prompt() -> None:
@@ -110,7 +147,7 @@ def test_a_hole_inside_a_sentence_is_decoded_with_the_words_before_as_prompt() -
     # from the end of the word before to the start of the word after
     assert (offset, end) == pytest.approx((107.9, 111.0))
     assert prompt.split()[-1] == "w107.5"
-    assert prompt.split()[0] == "w100"  # the lead-in's words are context too
+    assert prompt.split()[0] == "w103"  # the chunk's own words: its lead-in's times may lie
     assert words_of(result) == said(START + LEAD_IN, START + LEAD_IN + OWN)
     # the sentence the decoder ran across the hole is split around the words found in it
     spans = [(s.start, s.end) for s in result.segments]
@@ -136,9 +173,8 @@ def test_a_pause_without_words_is_not_a_hole() -> None:
 def test_only_speech_in_the_chunks_own_span_counts() -> None:
     words = [Word(start=105.0, end=106.0, word="a")]
     speech = [(100.0, 110.0)]
-    # the lead-in (100 to 103 s) without words is no hole; its own span is
-    assert holes(words, speech, (100.0, 110.0), (104.5, 110.0)) == [Hole(106.0, 110.0, 4.0)]
-    assert holes(words, speech, (100.0, 110.0), (103.0, 106.5)) == [Hole(100.0, 105.0, 2.0)]
+    assert holes(words, speech, (104.5, 110.0)) == [Hole(106.0, 110.0, 4.0)]
+    assert holes(words, speech, (103.0, 106.5)) == [Hole(103.0, 105.0, 2.0)]
 
 
 def test_vad_frames_become_spans_with_hysteresis() -> None:

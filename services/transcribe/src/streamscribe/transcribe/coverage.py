@@ -1,11 +1,14 @@
 """Speech coverage: nothing said is dropped silently (docs/design.md, decision 13).
 
-After a chunk is decoded, Silero VAD (bundled with faster-whisper) says where its audio holds
-speech. A gap between two aligned words (or between the audio's edge and the first or last word)
-that holds more than `HOLE_SECONDS` of speech inside the chunk's own span is a hole: the decoder
-skipped what was said there. Each hole is decoded again on its own, with the words before it as
-the prompt, and the words found are merged in by time. What is decoded again and what is still
-left without words are counted, per chunk (the transcript event) and per worker (Prometheus).
+After a chunk is decoded and its words kept (those of its own span, not of its lead-in), Silero
+VAD (bundled with faster-whisper) says where its audio holds speech. A gap between two kept words
+(or between an edge of the chunk's own span and its first or last word) that holds more than
+`HOLE_SECONDS` of speech is a hole: the decoder skipped what was said there, or its words were
+timed into the lead-in and dropped with it (the alignment gives the first word written all the
+audio before it, so a decoder that skipped its lead-in has its own first words timed there).
+Each hole is decoded again on its own, with the chunk's words before it as the prompt, and the
+words found are merged in by time. What is decoded again and what is still left without words
+are counted, per chunk (the transcript event) and per worker (Prometheus).
 
 The speech here is VAD's frames at its own threshold, unpadded and unmerged: a pause between
 sentences is not speech, so it is never a hole (the decoding VAD of `vad_filter` pads speech and
@@ -81,15 +84,16 @@ def _seconds(begin: int, end: int, offset: float) -> Span:
     return (offset + begin * _FRAME / SAMPLE_RATE, offset + end * _FRAME / SAMPLE_RATE)
 
 
-def holes(words: list[Word], speech: list[Span], audio: Span, own: Span) -> list[Hole]:
-    """The gaps between `words` (and the edges of `audio`) holding over `HOLE_SECONDS` of the
+def holes(words: list[Word], speech: list[Span], own: Span) -> list[Hole]:
+    """The gaps between `words` (and the edges of `own`) holding over `HOLE_SECONDS` of
     speech inside `own`."""
-    edges = [audio[0], *(t for word in words for t in (word.start, word.end)), audio[1]]
+    edges = [own[0], *(t for word in words for t in (word.start, word.end)), own[1]]
     found = []
     for start, end in zip(edges[::2], edges[1::2], strict=True):
-        said = _overlap((max(start, own[0]), min(end, own[1])), speech)
+        begin, stop = max(start, own[0]), min(end, own[1])
+        said = _overlap((begin, stop), speech)
         if said > HOLE_SECONDS:
-            found.append(Hole(start, end, round(said, 3)))
+            found.append(Hole(begin, stop, round(said, 3)))
     return found
 
 
@@ -104,16 +108,15 @@ def repair(
     own: Span,
     decode: Decode,
 ) -> tuple[list[Segment], Coverage]:
-    """`segments` (of `audio`, which starts at `offset`) with every hole decoded again and merged
-    in by time, and what that covered. `own` is the span whose speech must hold words."""
-    bounds = (offset, offset + audio.size / SAMPLE_RATE)
+    """The kept `segments` of `audio` (which starts at `offset`) with every hole in `own` (the
+    chunk's own span) decoded again and merged in by time, and what that covered."""
     speech = speech_spans(audio, offset)
-    found = holes(_words(segments), speech, bounds, own)
+    found = holes(_words(segments), speech, own)
     for hole in found:
         piece = audio[_sample(hole.start - offset) : _sample(hole.end - offset)]
         decoded = decode(piece, hole.start, _prompt(segments, hole.start))
         segments = _merged(segments, _inside(decoded, hole, segments), hole)
-    left = holes(_words(segments), speech, bounds, own)
+    left = holes(_words(segments), speech, own)
     redecoded = sum((hole.speech for hole in found), 0.0)
     uncovered = sum((hole.speech for hole in left), 0.0)
     return segments, Coverage(round(redecoded, 3), round(uncovered, 3))

@@ -203,8 +203,8 @@ class Transcriber:
     def _checked(
         self, result: Transcription, audio: np.ndarray, offset: float, keep: Keep | None
     ) -> Transcription:
-        """`result` (every word the chunk's audio gave, times absolute) with its speech coverage
-        checked and repaired (`coverage.py`), then only the words inside `keep`."""
+        """`result` (every word the chunk's audio gave, times absolute) with only the words inside
+        `keep`, its speech coverage checked and repaired (`coverage.py`)."""
         keep = keep or Keep()
         own = (
             offset if keep.start is None else keep.start,
@@ -214,10 +214,11 @@ class Transcriber:
         def decode(piece: np.ndarray, at: float, prompt: str) -> list[Segment]:
             return self._decode_hole(piece, at, result.language, prompt)
 
-        segments, covered = coverage.repair(result.segments, audio, offset, own, decode)
+        kept = _kept(result.segments, keep)
+        segments, covered = coverage.repair(kept, audio, offset, own, decode)
         metrics.SPEECH_REDECODED_SECONDS.inc(covered.redecoded)
         metrics.SPEECH_UNCOVERED_SECONDS.inc(covered.uncovered)
-        return Transcription(result.language, _kept(segments, keep), covered)
+        return Transcription(result.language, segments, covered)
 
     def _decode_hole(
         self, audio: np.ndarray, offset: float, language: str, prompt: str
