@@ -11,8 +11,10 @@ Chunking: the file is decoded packet by packet into one buffer that never holds 
 `max_seconds` of 16 kHz mono audio, so memory does not depend on how long the media is. When the
 buffer is full it is cut between `min_seconds` and `max_seconds`, in the middle of the last clear
 pause there (0.3 s of silence: no word straddles it, and the chunk fills as much of its window
-as it can), else of the longest pause (the longest run of 100 ms windows near the quietest one:
-a pause between sentences rather than the gap after a word); the piece is encoded, and the rest
+as it can), else of the last clear pause after half of `max_seconds` (the next chunk then starts
+at a sentence), else of the longest pause between the limits (the longest run of 100 ms windows
+near the quietest one: a pause between sentences rather than the gap after a word); the piece
+is encoded, and the rest
 of the buffer starts the next chunk. Timestamps come from sample counts, so chunks tile the
 media exactly.
 
@@ -68,6 +70,11 @@ _QUIET_FLOOR = 1e-6
 # A pause this long at a cut is clear: no word straddles the cut, so the next chunk needs no
 # lead-in (measured: a lead-in there makes the first words worse, not better; docs/design.md).
 _CLEAR_PAUSE = round(SAMPLE_RATE * 0.3)
+# Where no clear pause lies between the limits, the last one after this share of the longest
+# chunk is taken: a window that starts in a clear pause starts at a sentence, as faster-whisper's
+# windows do, where one cut inside a sentence decodes the next opening as a fragment ("4." for
+# "Fourth,") and may skip its first words. Shorter windows cost throughput, not words.
+_CLEAR_FLOOR_SHARE = 0.5
 # A shorter final remainder is decoder padding or a click, not worth a message of its own.
 _MIN_TAIL = SAMPLE_RATE // 5
 # Speech at 24 kbit/s Opus transcribes as well as the original: about 90 KB per 30 s chunk.
@@ -237,7 +244,9 @@ class _Cutter:
             block = block[taken:]
             if self._filled == capacity:
                 own = self._buffer[self._lead : self._lead + self._filled]
-                cut, pause = _cut_point(own, self._min + self._overlap - self._lead)
+                start = self._min + self._overlap - self._lead
+                floor = round(self._buffer.size * _CLEAR_FLOOR_SHARE) - self._lead
+                cut, pause = _cut_point(own, start, min(floor, start))
                 yield self._emit(cut, clear=pause >= _CLEAR_PAUSE)
 
     def finish(self) -> Iterator[Chunk]:
@@ -273,13 +282,17 @@ def _find_pause(samples: Samples, start: int) -> int:
     return _cut_point(samples, start)[0]
 
 
-def _cut_point(samples: Samples, start: int) -> tuple[int, int]:
+def _cut_point(samples: Samples, start: int, floor: int | None = None) -> tuple[int, int]:
     """Where `samples[start:]` is cut, and the length in samples of the clear pause there (0 if
     it is not one): the middle of the last clear pause (0.3 s of silence, no word straddles it),
-    so that the chunk fills as much of its 30 s window as it can; without one, the middle of
-    the longest pause (the longest run of quiet 100 ms windows; its end if too short). The
-    quietest window alone is often the short gap right after a word, which the next chunk
-    would then begin with cold."""
+    so that the chunk fills as much of its 30 s window as it can, else of the last clear pause
+    in `samples[floor:start]`; without one, the middle of the longest pause after `start` (the
+    longest run of quiet 100 ms windows; its end if too short). The quietest window alone is
+    often the short gap right after a word, which the next chunk would then begin with cold."""
+    if floor is not None and floor < start:
+        cut, pause = _cut_point(samples, floor)
+        if pause:  # the last clear pause after `floor`: after `start` when there is one there
+            return cut, pause
     region = samples[start:]
     window = min(_QUIET_WINDOW, region.size)
     if window == 0:
