@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from streamscribe.common.audio import SAMPLE_RATE, decode_chunk
-from streamscribe.ingest.chunker import ChunkLimits
-from streamscribe.ingest.decode_child import _cut_point, _Cutter, _find_pause
+from streamscribe.ingest.chunker import ChunkLimits, _cut_point, _Cutter, _find_pause
 
 Span = tuple[float, float]
 
