@@ -16,6 +16,7 @@ silences are cut out of the window; word times are mapped back to the chunk's.
 A chunk may begin with a lead-in, the end of the chunk before (context for its first words).
 The caller passes the span whose words the chunk keeps (`Keep`): each word is kept by the one
 chunk whose span holds the middle of the word, and segments are rebuilt from the kept words.
+Then the speech coverage of the kept words is checked and repaired (`coverage.py`).
 """
 
 from __future__ import annotations
