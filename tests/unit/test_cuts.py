@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from streamscribe.common.audio import SAMPLE_RATE, decode_chunk
-from streamscribe.ingest.chunker import ChunkLimits, _cut_point, _Cutter, _find_pause
+from streamscribe.ingest.chunker import Chunk, ChunkLimits, _cut_point, _Cutter, _find_pause
 
 Span = tuple[float, float]
 
@@ -55,14 +55,14 @@ def test_a_pause_is_clear_only_when_it_is_silence() -> None:
     assert pause == 0
 
 
-def cut_all(samples: np.ndarray, limits: ChunkLimits) -> list:  # type: ignore[type-arg]
+def cut_all(samples: np.ndarray, limits: ChunkLimits) -> list[Chunk]:
     overlap = round(limits.overlap_seconds * SAMPLE_RATE)
     cutter = _Cutter(
         round(limits.min_seconds * SAMPLE_RATE) - overlap,
         round(limits.max_seconds * SAMPLE_RATE) - overlap,
         overlap,
     )
-    out = []
+    out: list[Chunk] = []
     for start in range(0, samples.size, 4000):
         out.extend(cutter.add(samples[start : start + 4000]))
     out.extend(cutter.finish())
