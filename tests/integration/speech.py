@@ -73,8 +73,16 @@ def _duration(path: Path) -> float:
     return float(out.stdout)
 
 
-def make_speech(directory: Path, sentences: list[str] = SENTENCES, name: str = "speech") -> Speech:
-    """Speak `sentences` into `<directory>/<name>.wav` (16 kHz mono), with their start times."""
+def make_speech(
+    directory: Path,
+    sentences: list[str] = SENTENCES,
+    name: str = "speech",
+    repeatable: bool = False,
+) -> Speech:
+    """Speak `sentences` into `<directory>/<name>.wav` (16 kHz mono), with their start times.
+    sox dithers the resampled file with a random seed, so each file differs in its noise, and
+    tiny.en's word error rate on it by up to 0.03; `repeatable` seeds it, for tests that
+    compare two decodings' error rates."""
     parts: list[str] = []
     starts: list[float] = []
     clock = 0.0
@@ -105,7 +113,8 @@ def make_speech(directory: Path, sentences: list[str] = SENTENCES, name: str = "
         clock += _duration(part) + GAP_SECONDS
         parts += [str(part), str(gap)]
     path = directory / f"{name}.wav"
-    subprocess.run(["sox", *parts, "-r", "16000", str(path)], check=True)
+    seeded = ["-R"] if repeatable else []
+    subprocess.run(["sox", *seeded, *parts, "-r", "16000", str(path)], check=True)
     for spoken in parts[::2]:
         Path(spoken).unlink()
     return Speech(path, " ".join(sentences), starts)

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from streamscribe.common.audio import SAMPLE_RATE, decode_chunk
-from streamscribe.ingest.chunker import ChunkLimits
-from streamscribe.ingest.decode_child import _cut_point, _Cutter, _find_pause
+from streamscribe.ingest.chunker import Chunk, ChunkLimits, _cut_point, _Cutter, _find_pause
 
 Span = tuple[float, float]
 
@@ -56,14 +55,14 @@ def test_a_pause_is_clear_only_when_it_is_silence() -> None:
     assert pause == 0
 
 
-def cut_all(samples: np.ndarray, limits: ChunkLimits) -> list:  # type: ignore[type-arg]
+def cut_all(samples: np.ndarray, limits: ChunkLimits) -> list[Chunk]:
     overlap = round(limits.overlap_seconds * SAMPLE_RATE)
     cutter = _Cutter(
         round(limits.min_seconds * SAMPLE_RATE) - overlap,
         round(limits.max_seconds * SAMPLE_RATE) - overlap,
         overlap,
     )
-    out = []
+    out: list[Chunk] = []
     for start in range(0, samples.size, 4000):
         out.extend(cutter.add(samples[start : start + 4000]))
     out.extend(cutter.finish())
@@ -111,3 +110,16 @@ def test_after_a_clear_pause_the_next_chunk_needs_no_lead_in() -> None:
 def test_overlap_must_leave_room_for_the_chunk() -> None:
     with pytest.raises(ValueError, match="overlap_seconds"):
         ChunkLimits(min_seconds=3, max_seconds=6, overlap_seconds=3)
+
+
+def test_without_a_clear_pause_between_the_limits_the_last_one_before_is_taken() -> None:
+    # a sentence ends at 7 s; after it only gaps between words, none clear, up to 12 s
+    gaps = [(6.8, 7.3), *((s + 0.5, s + 0.65) for s in range(8, 20))]
+    samples = tone_with_gaps(20, gaps)
+    chunks = cut_all(samples, ChunkLimits(min_seconds=8, max_seconds=12, overlap_seconds=2))
+    # the first cut in the clear pause (6 s is half the longest chunk: not too short), so the
+    # next chunk starts at its sentence, without a lead-in
+    assert 6.8 < chunks[0].end < 7.3
+    assert chunks[1].lead_in == 0.0
+    # with no clear pause at all, the cut falls in the longest pause between the limits
+    assert all(c.lead_in == 2.0 for c in chunks[2:])

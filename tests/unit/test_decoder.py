@@ -20,7 +20,7 @@ import pytest
 from streamscribe.common.audio import decode_chunk
 from streamscribe.common.errors import MediaError
 from streamscribe.common.events import Reason
-from streamscribe.ingest import decode_child, decoder
+from streamscribe.ingest import chunker, decoder
 from streamscribe.ingest.chunker import Chunk, ChunkLimits, chunk_file
 from streamscribe.ingest.decoder import DecodeLimits, decoded_chunks
 from tests.conftest import require_tool
@@ -201,6 +201,7 @@ THIRD_PARTY = {"av", "numpy"}
 STREAMSCRIBE = {
     "streamscribe",
     "streamscribe.ingest",
+    "streamscribe.ingest.chunker",
     "streamscribe.common",
     "streamscribe.common.audio",
     "streamscribe.common.errors",
@@ -230,5 +231,5 @@ def test_the_child_imports_only_what_decoding_needs(tone: Path, tmp_path: Path) 
 
 
 def test_the_child_failure_codes_are_reasons() -> None:
-    codes = {decode_child.DECODE_ERROR, decode_child.NO_AUDIO, decode_child.TOO_LONG}
+    codes = {chunker.DECODE_ERROR, chunker.NO_AUDIO, chunker.TOO_LONG}
     assert codes <= {reason.value for reason in Reason}

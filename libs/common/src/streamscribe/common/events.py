@@ -272,6 +272,18 @@ class Transcript(Event):
         TranscriptSource.ASR, description="Speech recognition, or the media's own captions."
     )
     metadata: MediaMetadata | None = Field(None, description=METADATA_DESCRIPTION)
+    speech_redecoded_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="Seconds of speech (Silero VAD) in the chunk's own span that its decoding "
+        "left without words and that were decoded again (added within version 1).",
+    )
+    speech_uncovered_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="Seconds of speech in the chunk's own span still without words after that "
+        "(added within version 1): what the transcript may be missing.",
+    )
 
     @property
     def chunk_id(self) -> str:

@@ -42,6 +42,14 @@ DEAD_LETTERS = Counter(
 CONSUMER_LAG = Gauge(
     "streamscribe_consumer_lag_messages", "Messages behind the end of the input topic.", ["topic"]
 )
+SPEECH_REDECODED_SECONDS = Counter(
+    "streamscribe_speech_redecoded_seconds",
+    "Seconds of speech (Silero VAD) that a chunk's decoding left without words, decoded again.",
+)
+SPEECH_UNCOVERED_SECONDS = Counter(
+    "streamscribe_speech_uncovered_seconds",
+    "Seconds of speech (Silero VAD) still without words after decoding them again.",
+)
 READY = Gauge("streamscribe_ready", "1 once the model is loaded and the consumer joined.")
 
 

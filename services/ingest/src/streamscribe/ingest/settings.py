@@ -54,7 +54,8 @@ class IngestSection(ServiceSection):
         gt=1,
         description="Shortest chunk audio, lead-in included (the last may be shorter). Whisper "
         "decodes 30 s windows, so chunks near 30 s waste the least compute; the cut lands in the "
-        "last clear pause between the two limits, else in the longest.",
+        "last clear pause between the two limits, else in the last one after half the longest "
+        "chunk (a chunk then starts at a sentence), else in the longest pause.",
     )
     chunk_max_seconds: float = Field(
         30, gt=1, le=120, description="Longest chunk audio, lead-in included; cuts at pauses."

@@ -75,6 +75,8 @@ def router(settings: TranscribeSettings) -> KafkaRouter:
             run=chunk.run,
             segments=result.segments,
             metadata=chunk.metadata,
+            speech_redecoded_seconds=result.coverage.redecoded,
+            speech_uncovered_seconds=result.coverage.uncovered,
         )
         # keyed by media: one media's transcripts stay in one partition, in order
         await publish_event(broker, settings.topics.transcript, transcript, chunk.media_id.encode())

@@ -16,13 +16,14 @@ silences are cut out of the window; word times are mapped back to the chunk's.
 A chunk may begin with a lead-in, the end of the chunk before (context for its first words).
 The caller passes the span whose words the chunk keeps (`Keep`): each word is kept by the one
 chunk whose span holds the middle of the word, and segments are rebuilt from the kept words.
+Then the speech coverage of the kept words is checked and repaired (`coverage.py`).
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +44,13 @@ from faster_whisper.vad import (
     get_vad_model,
 )
 
+from streamscribe.common import metrics
 from streamscribe.common import models as common_models
 from streamscribe.common.audio import SAMPLE_RATE
 from streamscribe.common.errors import ConfigError, MediaError
 from streamscribe.common.events import AudioChunk, Reason, Segment, Word
-from streamscribe.transcribe import multilingual
+from streamscribe.transcribe import coverage, multilingual
+from streamscribe.transcribe.coverage import Coverage
 from streamscribe.transcribe.int8_model import ensure_int8
 from streamscribe.transcribe.settings import TranscribeSection
 
@@ -69,6 +72,7 @@ INT8_COMPUTE_TYPES = ("int8", "int8_float32")
 class Transcription:
     language: str
     segments: list[Segment]
+    coverage: Coverage = field(default_factory=Coverage)
 
 
 @dataclass(frozen=True)
@@ -140,8 +144,7 @@ class Transcriber:
             asked = f"STREAMSCRIBE_TRANSCRIBE__LANGUAGE={section.language}"
             raise ConfigError(_english_only(section, asked))
         self.options = self._options()
-        if section.vad_filter:
-            get_vad_model()  # loaded now (about 40 MB), so that the memory budget counts it
+        get_vad_model()  # loaded now (about 40 MB), so that the memory budget counts it
 
     def check_language(self, language: str | None) -> str | None:
         """The language to decode in (None: detect it). An English-only model refuses another
@@ -169,7 +172,7 @@ class Transcriber:
         if heard.silent and language is not None:
             return Transcription(language=language, segments=[])
         result = self._transcribe_audio(heard.audio, heard.offset, language)
-        return heard.restore(result, keep)
+        return self._checked(heard.restore(result), audio, offset, keep)
 
     def transcribe_chunks(self, chunks: list[tuple[AudioChunk, np.ndarray]]) -> list[Transcription]:
         """Transcribe several chunks, each as `transcribe_chunk` would: the one-window chunks of a
@@ -188,11 +191,43 @@ class Transcriber:
         decoded = self._decode_windows([(lang, heard) for _, lang, heard in batch])
         for (index, _, heard), result in zip(batch, decoded, strict=True):
             if result is not None:
-                results[index] = heard.restore(result, kept_span(chunks[index][0]))
+                chunk, audio = chunks[index]
+                restored = heard.restore(result)
+                results[index] = self._checked(
+                    restored, audio, heard.chunk_offset, kept_span(chunk)
+                )
         return [
             result if result is not None else self.transcribe_chunk(*chunks[index])
             for index, result in enumerate(results)
         ]
+
+    def _checked(
+        self, result: Transcription, audio: np.ndarray, offset: float, keep: Keep | None
+    ) -> Transcription:
+        """`result` (every word the chunk's audio gave, times absolute) with only the words inside
+        `keep`, its speech coverage checked and repaired (`coverage.py`)."""
+        keep = keep or Keep()
+        own = (
+            offset if keep.start is None else keep.start,
+            offset + audio.size / SAMPLE_RATE if keep.end is None else keep.end,
+        )
+
+        def decode(piece: np.ndarray, at: float, prompt: str) -> list[Segment]:
+            return self._decode_hole(piece, at, result.language, prompt)
+
+        kept = _kept(result.segments, keep)
+        segments, covered = coverage.repair(kept, audio, offset, own, decode)
+        metrics.SPEECH_REDECODED_SECONDS.inc(covered.redecoded)
+        metrics.SPEECH_UNCOVERED_SECONDS.inc(covered.uncovered)
+        return Transcription(result.language, segments, covered)
+
+    def _decode_hole(
+        self, audio: np.ndarray, offset: float, language: str, prompt: str
+    ) -> list[Segment]:
+        """A stretch of speech the chunk's decoding left without words, decoded on its own
+        with the words before it as the prompt."""
+        window = audio[:WINDOW_SAMPLES]
+        return self._transcribe_window(window, offset, language, seek=False, prompt=prompt).segments
 
     def _heard(self, audio: np.ndarray, offset: float) -> _Heard:
         """The audio the decoder gets: the speech Silero VAD finds, with the map back."""
@@ -217,23 +252,30 @@ class Transcriber:
         return self._transcribe_window(audio[:WINDOW_SAMPLES], offset, language)
 
     def _transcribe_window(
-        self, audio: np.ndarray, offset: float, language: str | None, seek: bool = True
+        self,
+        audio: np.ndarray,
+        offset: float,
+        language: str | None,
+        seek: bool = True,
+        prompt: str = "",
     ) -> Transcription:
+        """One window decoded once; `prompt`: text said before it (its style carries over)."""
         model = self.model
         features, frames = _window_features(model, audio)
         encoded = model.encode(features)
         if language is None:
             language = model.model.detect_language(encoded)[0][0][0][2:-2]  # "<|de|>" -> "de"
         tokenizer = self._tokenizer(language)
-        prompt = model.get_prompt(tokenizer, [], without_timestamps=True)
+        before = tokenizer.encode(" " + prompt.strip()) if prompt.strip() else []
+        tokens_in = model.get_prompt(tokenizer, before, without_timestamps=True)
         result, avg_logprob, _, _ = model.generate_with_fallback(
-            encoded, prompt, tokenizer, self.options
+            encoded, tokens_in, tokenizer, self.options
         )
         if _is_silence(result.no_speech_prob, avg_logprob, self.options):
             return Transcription(language=language, segments=[])
         tokens = [token for token in result.sequences_ids[0] if token < tokenizer.eot]
         words = model.find_alignment(tokenizer, [tokens], encoded, frames)[0] if tokens else []
-        return self._from_words(words, audio, offset, language, seek)
+        return self._from_words(words, audio, offset, language, seek, prompt)
 
     def _from_words(
         self,
@@ -242,11 +284,12 @@ class Transcriber:
         offset: float,
         language: str,
         seek: bool = True,
+        prompt: str = "",
     ) -> Transcription:
         if not _has_sentences(words):
             # unpunctuated output (whisper sometimes drops into that style): only timestamp
             # tokens can say where its sentences start
-            return self._transcribe_windows(audio, offset, language)
+            return self._transcribe_windows(audio, offset, language, prompt)
         segments = list(_sentences(words, offset))
         heard_until = _heard_until(words)
         rest = audio[int(heard_until * SAMPLE_RATE) :]
@@ -302,7 +345,7 @@ class Transcriber:
         return results
 
     def _transcribe_windows(
-        self, audio: np.ndarray, offset: float, language: str | None
+        self, audio: np.ndarray, offset: float, language: str | None, prompt: str = ""
     ) -> Transcription:
         """faster-whisper's own seeking: for chunks longer than a window, and for windows whose
         text came out unpunctuated."""
@@ -313,6 +356,7 @@ class Transcriber:
             best_of=self.section.best_of,
             vad_filter=False,  # done before, in `transcribe`
             condition_on_previous_text=False,  # chunks are independent; avoids repetition loops
+            initial_prompt=prompt or None,
             word_timestamps=True,
         )
         return Transcription(
@@ -354,12 +398,11 @@ class _Heard:
     speech: SpeechTimestampsMap | None
     chunk_offset: float
 
-    def restore(self, result: Transcription, keep: Keep | None) -> Transcription:
-        segments = result.segments
-        if self.speech is not None:
-            segments = _restored(segments, self.speech, self.chunk_offset)
-        if keep is not None:
-            segments = _kept(segments, keep)
+    def restore(self, result: Transcription) -> Transcription:
+        """`result` with the times of the chunk's audio, absolute."""
+        if self.speech is None:
+            return result
+        segments = _restored(result.segments, self.speech, self.chunk_offset)
         return Transcription(language=result.language, segments=segments)
 
 
@@ -405,7 +448,7 @@ def _english_only(section: TranscribeSection, asked: str) -> str:
 def _transcribe_defaults() -> dict[str, Any]:
     """faster-whisper's own `transcribe` defaults, so a window decodes as `transcribe` would."""
     parameters = inspect.signature(WhisperModel.transcribe).parameters
-    names = {field.name for field in fields(TranscriptionOptions)}
+    names = {option.name for option in fields(TranscriptionOptions)}
     defaults = {name: p.default for name, p in parameters.items() if name in names}
     defaults["temperatures"] = list(parameters["temperature"].default)
     return defaults
