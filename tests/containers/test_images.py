@@ -2,7 +2,9 @@
 with `--memory 512m`, on the host network, against the embedded broker started here, index
 real speech; each worker's /metrics shows the container's limit as its memory ceiling; a
 container whose limit cannot hold its model and one input stops at start with the error the
-README promises, not by the kernel's OOM killer.
+README promises, not by the kernel's OOM killer. The HTTP API (in embed, and in the one box)
+runs with an admin key, as compose and Kubernetes run it: the CLI inside sends it, the probes
+and /metrics need none; on a public address without a key the image refuses to start.
 
 Needs `make images` first and an engine `docker` reaches (DOCKER_HOST). Without one, CI fails
 and a local run skips."""
@@ -15,6 +17,7 @@ import os
 import shutil
 import subprocess
 import threading
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -34,6 +37,9 @@ SERVICES = ("ingest", "transcribe", "embed")
 START_TIMEOUT = 300.0
 INDEX_TIMEOUT = 900.0
 CEILING_ERROR = "raise STREAMSCRIBE_MEMORY__CEILING_BYTES (or the container's memory limit)"
+# the API's key, as a deployment's secret gives it: to the API, and to the CLI beside it
+ADMIN_KEY = uuid.uuid4().hex + uuid.uuid4().hex
+API_KEY_ENV = {"STREAMSCRIBE_API__ADMIN_KEY": ADMIN_KEY, "STREAMSCRIBE_API_KEY": ADMIN_KEY}
 
 
 def docker(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -125,7 +131,7 @@ def worker_env(kafka: str, prefix: str, service: str, port: int) -> dict[str, st
         "STREAMSCRIBE_INGEST__ALLOWED_HOSTS": '["127.0.0.1"]',  # the media server here
         f"STREAMSCRIBE_{service.upper()}__HTTP_HOST": "127.0.0.1",
         f"STREAMSCRIBE_{service.upper()}__HTTP_PORT": str(port),
-    }
+    } | (API_KEY_ENV if service == "embed" else {})
 
 
 def get(port: int, path: str) -> str | None:
@@ -134,6 +140,27 @@ def get(port: int, path: str) -> str | None:
             return str(response.read().decode())
     except OSError:
         return None
+
+
+def status_code(port: int, path: str, key: str | None) -> int:
+    """The HTTP status of GET `path`, with `key` as the bearer token when given."""
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def assert_keys_guard_the_api(port: int) -> None:
+    """The API's routes want the key (from loopback too, once one exists); FastStream's own
+    /metrics, /healthz and /readyz, which probes and Prometheus call, do not."""
+    assert status_code(port, "/search?q=budget", None) == 401
+    assert status_code(port, "/search?q=budget", "not-the-key") == 401
+    assert status_code(port, "/search?q=budget", ADMIN_KEY) == 200
+    for path in ("/metrics", "/healthz", "/readyz"):
+        assert 200 <= status_code(port, path, None) < 300, path  # /healthz: 204
 
 
 def gauge(port: int, name: str) -> float:
@@ -166,6 +193,7 @@ def test_the_service_images_index_speech_each_in_512_mib(
         # the worker found the container's cgroup limit and took it as its ceiling
         assert containers.state(names[service])["HostConfig"]["Memory"] == LIMIT
         assert gauge(port, "streamscribe_memory_ceiling_bytes") == LIMIT, service
+    assert_keys_guard_the_api(ports["embed"])
 
     # submitted from the host: no ledger here (an empty data dir), the containers do the rest
     env = {
@@ -180,7 +208,7 @@ def test_the_service_images_index_speech_each_in_512_mib(
     assert submitted.returncode == 0, submitted.stderr
     media_id = submitted.stdout.strip().splitlines()[-1]
 
-    def in_embed(*args: str) -> Any:
+    def in_embed(*args: str) -> Any:  # the CLI sends the container's STREAMSCRIBE_API_KEY
         result = docker("exec", names["embed"], "streamscribe", *args, "--json")
         return json.loads(result.stdout) if result.returncode == 0 else None
 
@@ -222,6 +250,24 @@ def test_a_limit_too_small_for_the_model_stops_the_worker_at_start(
     assert CEILING_ERROR in logs
 
 
+def test_the_embed_image_refuses_a_public_address_without_an_api_key(
+    containers: Containers, kafka: str
+) -> None:
+    """The image's own bind (0.0.0.0) with no admin key: the worker exits saying what to set,
+    before it serves anything."""
+    prefix = f"img-{uuid.uuid4().hex[:8]}."
+    env = worker_env(kafka, prefix, "embed", free_port())
+    for name in (*API_KEY_ENV, "STREAMSCRIBE_EMBED__HTTP_HOST"):
+        del env[name]
+    name = containers.run("embed", "512m", env)
+    wait = docker("wait", name, timeout=START_TIMEOUT)
+    assert wait.returncode == 0, wait.stderr
+    state = containers.state(name)["State"]
+    logs = containers.logs(name)
+    assert state["ExitCode"] != 0, logs
+    assert "with no API key: set STREAMSCRIBE_API__ADMIN_KEY" in logs, logs
+
+
 def test_the_one_box_image_indexes_speech_in_512_mib(
     containers: Containers, media_url: str
 ) -> None:
@@ -233,6 +279,7 @@ def test_the_one_box_image_indexes_speech_in_512_mib(
         "STREAMSCRIBE_INGEST__ALLOWED_HOSTS": '["127.0.0.1"]',
         "STREAMSCRIBE_EMBED__HTTP_HOST": "127.0.0.1",
         "STREAMSCRIBE_EMBED__HTTP_PORT": str(port),
+        **API_KEY_ENV,
     }
     name = containers.run("onebox", "512m", env)
 
@@ -243,7 +290,8 @@ def test_the_one_box_image_indexes_speech_in_512_mib(
 
     wait_for(ready, START_TIMEOUT, "the box to be ready", 2)
     assert gauge(port, "streamscribe_memory_ceiling_bytes") == LIMIT
-    wait = ("--wait", "--timeout", str(INDEX_TIMEOUT))
+    assert_keys_guard_the_api(port)
+    wait = ("--wait", "--timeout", str(INDEX_TIMEOUT))  # through the API, with the key
     submitted = docker(
         "exec", name, "streamscribe", "submit", media_url, *wait, timeout=INDEX_TIMEOUT + 60
     )  # fmt: skip

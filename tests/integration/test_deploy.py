@@ -5,6 +5,7 @@ services really export, and a real Prometheus scraping the session pipeline with
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import urllib.error
@@ -54,9 +55,24 @@ SAMPLE_SUFFIXES = {  # family type -> the sample names it may have (text format)
 }
 
 
-def run(*command: str | Path) -> subprocess.CompletedProcess[str]:
+# the secrets docker-compose.yml takes from the environment (or .env): compose refuses the
+# file without them
+API_SECRETS = {
+    "STREAMSCRIBE_API__ADMIN_KEY": "k" * 64,
+    "STREAMSCRIBE_API__CALLBACK_SECRET": "s" * 64,
+}
+
+
+def run(
+    *command: str | Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(part) for part in command], capture_output=True, text=True, timeout=60, check=False
+        [str(part) for part in command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=None if env is None else os.environ | env,
     )
 
 
@@ -494,6 +510,18 @@ def test_compose_and_manifests_agree_with_the_services() -> None:
         assert env[f"STREAMSCRIBE_{service.upper()}__HTTP_HOST"] == "0.0.0.0"
         assert int(env[f"STREAMSCRIBE_{service.upper()}__HTTP_PORT"]) == port
         assert (ROOT / spec["build"]["dockerfile"]).is_file()
+    # the API's secrets: from the environment (.env), never written here; the embed container
+    # and the CLI service send the admin key, the other workers hold none
+    embed_env = compose["embed"]["environment"]
+    for name in ("STREAMSCRIBE_API__ADMIN_KEY", "STREAMSCRIBE_API__CALLBACK_SECRET"):
+        assert embed_env[name].startswith(f"${{{name}:?"), name
+    assert embed_env["STREAMSCRIBE_API_KEY"] == embed_env["STREAMSCRIBE_API__ADMIN_KEY"]
+    cli = compose["cli"]
+    assert cli["environment"]["STREAMSCRIBE_API_KEY"] == embed_env["STREAMSCRIBE_API__ADMIN_KEY"]
+    assert cli["environment"]["STREAMSCRIBE_API_URL"] == f"http://embed:{DEFAULT_PORTS['embed']}"
+    assert cli["image"] == compose["ingest"]["image"]
+    for service in ("ingest", "transcribe"):
+        assert not [k for k in compose[service]["environment"] if "API" in k], service
     for service in ("prometheus", "grafana"):
         for volume in compose[service]["volumes"]:
             source = volume.split(":")[0]
@@ -517,6 +545,22 @@ def test_compose_and_manifests_agree_with_the_services() -> None:
         for source in container["envFrom"]:
             [(kind, ref)] = source.items()
             assert (ENV_FROM[kind], ref["name"]) in named, f"{service}: no {kind} {ref['name']}"
+        for variable in container.get("env", []):
+            if ref := variable.get("valueFrom", {}).get("secretKeyRef"):
+                [secret] = [d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"]
+                            == ref["name"]]  # fmt: skip
+                assert ref["key"] in secret["stringData"], f"{service}: {variable['name']}"
+    # the API (in embed) takes its admin key and callback secret from a Secret, never a value;
+    # the CLI in the pod sends the same key; a Service reaches it
+    [embed] = deployments["streamscribe-embed"]["spec"]["template"]["spec"]["containers"]
+    refs = {v["name"]: v["valueFrom"]["secretKeyRef"] for v in embed["env"] if "valueFrom" in v}
+    api_names = {"STREAMSCRIBE_API__ADMIN_KEY", "STREAMSCRIBE_API__CALLBACK_SECRET"}
+    assert api_names <= set(refs)
+    assert refs["STREAMSCRIBE_API_KEY"] == refs["STREAMSCRIBE_API__ADMIN_KEY"]
+    [api] = [d for d in docs if d["kind"] == "Service"]
+    selector = deployments["streamscribe-embed"]["spec"]["selector"]["matchLabels"]
+    assert api["spec"]["selector"] == selector
+    assert api["spec"]["ports"][0]["port"] == DEFAULT_PORTS["embed"]
 
     for service in SERVICES:
         dockerfile = (DEPLOY / "docker" / f"Dockerfile.{service}").read_text()
@@ -534,8 +578,27 @@ def test_compose_and_manifests_agree_with_the_services() -> None:
 
 
 def test_compose_v2_validates_the_compose_file() -> None:
-    result = run(validators.compose(), "-f", ROOT / "docker-compose.yml", "config", "-q")
-    assert result.returncode == 0, result.stdout + result.stderr
+    compose = validators.compose()
+    for profile in ((), ("--profile", "cli")):  # the stack; with the CLI service
+        config = ("-f", ROOT / "docker-compose.yml", *profile, "config", "-q")
+        result = run(compose, *config, env=API_SECRETS)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("variable", sorted(API_SECRETS))
+def test_compose_refuses_to_run_without_the_api_secrets(variable: str, tmp_path: Path) -> None:
+    """No default key: compose stops and says what to set (here, without the repository's own
+    .env, if one was made)."""
+    (tmp_path / "docker-compose.yml").write_text((ROOT / "docker-compose.yml").read_text())
+    (tmp_path / "deploy").symlink_to(DEPLOY)
+    unset = {name: value for name, value in API_SECRETS.items() if name != variable}
+    environment = {k: v for k, v in os.environ.items() if k not in API_SECRETS} | unset
+    result = subprocess.run(
+        [validators.compose(), "-f", tmp_path / "docker-compose.yml", "config", "-q"],
+        capture_output=True, text=True, timeout=60, check=False, env=environment,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert f"set {variable} in .env" in result.stderr, result.stderr
 
 
 def test_compose_v2_refuses_a_broken_compose_file(tmp_path: Path) -> None:
@@ -543,7 +606,9 @@ def test_compose_v2_refuses_a_broken_compose_file(tmp_path: Path) -> None:
     compose["services"]["ingest"]["mem_limit"] = "a lot"
     (tmp_path / "compose.yml").write_text(json.dumps(compose))
     (tmp_path / "deploy").symlink_to(DEPLOY)  # the file's relative paths still resolve
-    result = run(validators.compose(), "-f", tmp_path / "compose.yml", "config", "-q")
+    result = run(
+        validators.compose(), "-f", tmp_path / "compose.yml", "config", "-q", env=API_SECRETS
+    )
     assert result.returncode != 0
     assert "mem_limit" in result.stderr
 
@@ -657,4 +722,6 @@ def test_a_scaled_object_per_consumer_group_matches_the_deployment() -> None:
             assert ref["key"] in secret["stringData"], ref
     embed = deployments["streamscribe-embed"]["spec"]
     assert scaled["streamscribe-embed"]["spec"]["maxReplicaCount"] == 1  # SQLite on RWO
+    # the HTTP API lives in embed: never scaled to zero
+    assert scaled["streamscribe-embed"]["spec"]["minReplicaCount"] == 1
     assert embed["strategy"]["type"] == "Recreate"

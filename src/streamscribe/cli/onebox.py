@@ -11,6 +11,8 @@ again (Python, pydantic, FastStream, aiokafka, uvicorn, numpy: about 50-60 MB ea
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from faststream.asgi import AsgiFastStream
 
 from streamscribe.api.app import service as api
@@ -18,10 +20,10 @@ from streamscribe.api.settings import ApiSettings
 from streamscribe.common.service import build_app
 from streamscribe.embed.app import STAGE as EMBED
 from streamscribe.embed.app import service as embed
-from streamscribe.ingest.app import service as ingest
-from streamscribe.ingest.settings import IngestSettings
-from streamscribe.transcribe.app import service as transcribe
-from streamscribe.transcribe.settings import TranscribeSettings
+
+if TYPE_CHECKING:
+    from streamscribe.ingest.settings import IngestSettings
+    from streamscribe.transcribe.settings import TranscribeSettings
 
 
 def embed_with_api(settings: ApiSettings) -> AsgiFastStream:
@@ -34,6 +36,11 @@ def create_app(
     transcribe_settings: TranscribeSettings,
     embed_settings: ApiSettings,
 ) -> AsgiFastStream:
+    # imported here, not above: the embed worker (embed_with_api) runs in an image without the
+    # downloader (yt-dlp) and the transcriber (faster-whisper)
+    from streamscribe.ingest.app import service as ingest
+    from streamscribe.transcribe.app import service as transcribe
+
     # each stage sizes its largest input (chunk seconds, embedding batch) from the RSS it finds
     # after its own load: the largest model first, so embed and ingest count it in
     return build_app(
