@@ -144,12 +144,9 @@ class PostgresServer:
                 raise RuntimeError(f"postgres did not start (exit {code}): {self._log_tail()}")
 
     def _accepts(self) -> bool:
-        ready = subprocess.run(
-            [str(self.bin_dir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port),
-             "-U", SERVER_USER, "-d", "postgres"],  # fmt: skip
-            check=False,
-        )
-        return ready.returncode == 0
+        command = [str(self.bin_dir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port),
+                   "-U", SERVER_USER, "-d", "postgres"]  # fmt: skip
+        return subprocess.run(command, check=False).returncode == 0
 
     def _log_tail(self) -> str:
         return self.log_path.read_text(errors="replace")[-2000:] if self.log_path.exists() else ""

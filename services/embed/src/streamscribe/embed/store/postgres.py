@@ -102,6 +102,7 @@ class PostgresVectors:
             self._url,
             min_size=1,
             max_size=section.pool_size,
+            timeout=section.connect_timeout_seconds,  # a caller waits no longer for a connection
             kwargs=self._connect_args(),
             configure=register_vector,
             open=False,
