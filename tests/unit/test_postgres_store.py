@@ -5,7 +5,6 @@ its settings, a changed model, more hits than `ef_search`, English words, a serv
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -109,11 +108,14 @@ def test_another_model_dimension_is_refused(database: str) -> None:
         PostgresVectors(PostgresSection(url=SecretStr(database)), DIM * 2)
 
 
-def test_a_server_that_is_gone_is_transient_and_the_password_never_shows(tmp_path: Path) -> None:
+def test_a_server_that_is_gone_is_transient_and_the_password_never_shows() -> None:
     url = f"postgresql://streamscribe:hunter2-secret@127.0.0.1:{free_port()}/nothing"
     with pytest.raises(TransientError) as refused:
         open_store(url, connect_timeout_seconds=2)
     assert "hunter2-secret" not in str(refused.value)
+    with pytest.raises(ConfigError, match="not a PostgreSQL connection URL") as unreadable:
+        open_store("postgresql://streamscribe:hunter2%zz@127.0.0.1/nothing")
+    assert "hunter2" not in str(unreadable.value)
 
 
 def test_a_server_stopped_under_the_pool_fails_transiently_after_max_attempts() -> None:

@@ -96,7 +96,7 @@ class PostgresVectors:
         self._section = section
         self._dimension = dimension
         self._url = section.url.get_secret_value()
-        self._secret = str(conninfo_to_dict(self._url).get("password") or "")
+        self._secret = _password(self._url)
         self._guard("create the schema", self._create_schema)
         self._pool = ConnectionPool(
             self._url,
@@ -122,29 +122,15 @@ class PostgresVectors:
         matrix = check_vectors(passages, vectors)
         if passages and matrix.shape[1] != self._dimension:
             raise ValueError(f"vectors have {matrix.shape[1]} dimensions, not {self._dimension}")
-        rows = sorted(
-            (
-                (p.id, p.media_id, p.seq, p.index, p.start, p.end, p.text, source_url, row)
-                for p, row in zip(passages, matrix, strict=True)
-            ),
-            key=lambda row: row[0],
+        rows = sorted(  # in id order: two writers of one chunk lock its rows in the same order
+            (p.id, p.media_id, p.seq, p.index, p.start, p.end, p.text, source_url, row)
+            for p, row in zip(passages, matrix, strict=True)
         )
-
-        def write(connection: Connection) -> None:
-            if passages:
-                chunk = (passages[0].media_id, passages[0].seq)
-                connection.execute("SELECT pg_advisory_xact_lock(hashtext(%s), %s)", chunk)
-                # the chunk is replaced whole, as in SQLite: rows of it this run has not go
-                connection.execute(
-                    "DELETE FROM passages WHERE media_id = %s AND seq = %s AND id <> ALL(%s)",
-                    (*chunk, [row[0] for row in rows]),
-                )
-            if stale_ids:
-                connection.execute("DELETE FROM passages WHERE id = ANY(%s)", (list(stale_ids),))
-            with connection.cursor() as cursor:
-                cursor.executemany(UPSERT, rows)
-
-        self._call(f"upsert of {len(rows)} passages", write)
+        chunk = (passages[0].media_id, passages[0].seq) if passages else None
+        self._call(
+            f"upsert of {len(rows)} passages",
+            lambda connection: _write_chunk(connection, chunk, rows, list(stale_ids)),
+        )
 
     def delete_media(self, media_id: str) -> None:
         self._call(
@@ -195,7 +181,11 @@ class PostgresVectors:
         }
 
     def _open_pool(self) -> None:
-        self._pool.open(wait=True, timeout=self._section.connect_timeout_seconds)
+        try:
+            self._pool.open(wait=True, timeout=self._section.connect_timeout_seconds)
+        except BaseException:
+            self._pool.close()  # or its workers go on connecting in the background
+            raise
 
     def _create_schema(self) -> None:
         section = self._section
@@ -255,6 +245,35 @@ class PostgresVectors:
     def _scrub(self, message: str) -> str:
         """The message without the password, whatever the server or libpq echoed."""
         return message.replace(self._secret, "***") if self._secret else message
+
+
+def _write_chunk(
+    connection: Connection,
+    chunk: tuple[str, int] | None,
+    rows: list[tuple[Any, ...]],
+    stale_ids: list[str],
+) -> None:
+    """The passages of one chunk in place of those it had, and the stale ids gone."""
+    if chunk is not None:
+        connection.execute("SELECT pg_advisory_xact_lock(hashtext(%s), %s)", chunk)
+        # the chunk is replaced whole, as in SQLite: rows of it this run has not go
+        connection.execute(
+            "DELETE FROM passages WHERE media_id = %s AND seq = %s AND id <> ALL(%s)",
+            (*chunk, [row[0] for row in rows]),
+        )
+    if stale_ids:
+        connection.execute("DELETE FROM passages WHERE id = ANY(%s)", (stale_ids,))
+    with connection.cursor() as cursor:
+        cursor.executemany(UPSERT, rows)
+
+
+def _password(url: str) -> str:
+    """The URL's password, to scrub from messages; a URL libpq cannot read is a setting to fix
+    (said without the URL, which may hold the password)."""
+    try:
+        return str(conninfo_to_dict(url).get("password") or "")
+    except psycopg.ProgrammingError:
+        raise ConfigError("the database url is not a PostgreSQL connection URL") from None
 
 
 def _create_extension(connection: Connection) -> None:
