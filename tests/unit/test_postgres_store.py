@@ -57,6 +57,9 @@ def open_store(url: str, **settings: object) -> PostgresVectors:
 def test_more_hits_than_ef_search_are_found_and_the_session_keeps_its_setting(
     database: str,
 ) -> None:
+    with psycopg.connect(database, autocommit=True) as connection:
+        # a table this small is searched exactly (a scan is cheaper): make it use the index
+        connection.execute(f"ALTER DATABASE {database.rsplit('/', 1)[1]} SET enable_seqscan = off")
     store = open_store(database, ef_search=5, pool_size=1)
     rows = unit_rows(40, 1)
     store.upsert(chunk_passages([f"passage {i}" for i in range(40)]), rows, URL, [])
@@ -68,6 +71,9 @@ def test_more_hits_than_ef_search_are_found_and_the_session_keeps_its_setting(
             assert hits[0].score == pytest.approx(1.0, abs=1e-5)
         with store._pool.connection() as connection:
             assert connection.execute("SHOW hnsw.ef_search").fetchone() == ("5",)
+            plan = connection.execute("EXPLAIN SELECT id FROM passages ORDER BY embedding <=> "
+                                      "%b LIMIT 30", (rows[7],)).fetchall()  # fmt: skip
+        assert "Index Scan using passages_embedding" in str(plan)
     finally:
         store.close()
 
