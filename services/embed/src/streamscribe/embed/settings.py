@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
 from streamscribe.common.settings import CommonSettings, ServiceSection
 from streamscribe.common.vocabulary import SearchMode
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 class EmbedSection(ServiceSection):
@@ -35,16 +37,17 @@ class EmbedSection(ServiceSection):
     )
     onnx_threads: int = Field(2, ge=1, le=64, description="onnxruntime intra-op threads.")
     batch_size: int = Field(32, ge=1, le=1024, description="Passages embedded per forward pass.")
-    store: Literal["sqlite", "pinecone"] = Field(
+    store: Literal["sqlite", "pinecone", "postgres"] = Field(
         "sqlite",
         description="Where passages and their vectors go: `sqlite` (one file under the data dir, "
-        "sqlite-vec for vectors and FTS5 for keywords; settings under `SQLITE`) or `pinecone` "
-        "(settings under `PINECONE`). The media ledger is always the SQLite file.",
+        "sqlite-vec for vectors and FTS5 for keywords; settings under `SQLITE`), `pinecone` "
+        "(settings under `PINECONE`) or `postgres` (pgvector HNSW and full-text search; settings "
+        "under `DATABASE`). The media ledger is always the SQLite file.",
     )
     search_mode: SearchMode = Field(
         "hybrid",
         description="Default of `search --mode`: vector and keyword (BM25) results fused by "
-        "reciprocal rank, or either alone. Keyword search needs the sqlite store.",
+        "reciprocal rank, or either alone. Keyword search needs the sqlite or postgres store.",
     )
 
 
@@ -103,11 +106,72 @@ class PineconeSection(BaseModel):
         return self
 
 
+class PostgresSection(BaseModel):
+    """PostgreSQL with pgvector (store `postgres`): passages, their vectors and their words."""
+
+    url: SecretStr | None = Field(
+        None,
+        description="`postgresql://user:password@host:port/dbname` (never logged). The "
+        "`vector` extension must exist in the database, or the user may create it.",
+    )
+    pool_size: int = Field(4, ge=1, le=100, description="Connections each process may hold.")
+    connect_timeout_seconds: float = Field(
+        10.0, gt=0, le=600, description="How long opening a connection may take."
+    )
+    ef_search: int = Field(
+        100,
+        ge=1,
+        le=1000,
+        description="HNSW candidates per vector search (`hnsw.ef_search`; at least the hits "
+        "asked for): higher finds more true neighbours, slower.",
+    )
+    hnsw_m: int = Field(
+        16, ge=2, le=100, description="HNSW links per node, when the index is first built."
+    )
+    ef_construction: int = Field(
+        64,
+        ge=4,
+        le=1000,
+        description="HNSW candidates while building (at least twice `hnsw_m`), when the index "
+        "is first built.",
+    )
+    max_attempts: int = Field(
+        3,
+        ge=1,
+        le=20,
+        description="Tries of one statement on a lost connection, a serialization failure or "
+        "a deadlock before giving up.",
+    )
+    backoff_seconds: float = Field(
+        0.2, ge=0, le=60, description="First retry delay; doubles per try, with jitter."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, url: SecretStr | None) -> SecretStr | None:
+        if url is not None and not url.get_secret_value().startswith(POSTGRES_SCHEMES):
+            raise ValueError("the database url starts with postgresql:// or postgres://")
+        return url
+
+    @model_validator(mode="after")
+    def _buildable(self) -> PostgresSection:
+        if self.ef_construction < 2 * self.hnsw_m:
+            raise ValueError("ef_construction must be at least twice hnsw_m (pgvector)")
+        return self
+
+
 class EmbedSettings(CommonSettings):
     embed: EmbedSection = Field(default_factory=EmbedSection)
 
     sqlite: SQLiteSection = Field(default_factory=SQLiteSection)
     pinecone: PineconeSection = Field(default_factory=PineconeSection)
+    database: PostgresSection = Field(default_factory=PostgresSection)
+
+    @model_validator(mode="after")
+    def _store_reachable(self) -> EmbedSettings:
+        if self.embed.store == "postgres" and self.database.url is None:
+            raise ValueError("store postgres needs the database url (STREAMSCRIBE_DATABASE__URL)")
+        return self
 
     @property
     def database_path(self) -> Path:

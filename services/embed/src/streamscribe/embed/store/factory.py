@@ -10,13 +10,18 @@ from streamscribe.embed.store.ledger import open_ledger
 
 
 def open_vectors(settings: EmbedSettings, dimension: int) -> VectorBackend:
-    """The configured backend; `dimension` is the embedding model's (a new Pinecone index)."""
+    """The configured backend; `dimension` is the embedding model's (a new Pinecone index, a
+    new PostgreSQL table)."""
     if settings.embed.store == "pinecone":
         from streamscribe.embed.store.pinecone import PineconeVectors
 
         return PineconeVectors(
             settings.pinecone, dimension, control_host=settings.pinecone.control_host
         )
+    if settings.embed.store == "postgres":
+        from streamscribe.embed.store.postgres import PostgresVectors
+
+        return PostgresVectors(settings.database, dimension)
     from streamscribe.embed.store.sqlite import SQLiteVectors
 
     return SQLiteVectors(settings.database_path, settings.sqlite.busy_timeout_ms)
