@@ -170,3 +170,16 @@ def test_keys_are_created_listed_used_and_revoked_through_the_api(tmp_path: Path
         forgot = CliRunner().invoke(app, ["forget", "m1"], env=keyed)
         assert forgot.exit_code == 0, forgot.output
         assert CliRunner().invoke(app, ["status", "m1"], env=keyed).exit_code == 1
+
+
+def test_status_says_when_speech_was_left_without_words(tmp_path: Path) -> None:
+    holed = chunk(0, 1).model_copy(
+        update={"speech_redecoded_seconds": 4.0, "speech_uncovered_seconds": 1.5}
+    )
+    with serving(api_on(tmp_path, KafkaBroker(), [holed])) as url:
+        env = {**NO_BROKER, "STREAMSCRIBE_API_URL": url, "COLUMNS": "100"}
+        table = CliRunner().invoke(app, ["status"], env=env)
+        one = CliRunner().invoke(app, ["status", "m1", "--json"], env=env)
+    assert table.exit_code == 0, table.output
+    assert "1.5 s of speech without words" in table.output
+    assert json.loads(one.output)["speech"] == {"redecoded_seconds": 4.0, "uncovered_seconds": 1.5}

@@ -6,6 +6,7 @@ import multiprocessing
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import apsw
 import pytest
@@ -309,3 +310,24 @@ def test_an_older_database_gains_the_new_columns_and_tables(tmp_path: Path) -> N
     assert ledger.claim_callback("m1", OLD) == "https://hooks.example.org/a"
     assert (ledger.get("m1") or record).author == "Charles Babbage"
     assert ledger.forget("m0")
+
+
+def _covered(seq: int, count: int, redecoded: float, uncovered: float, run: str = "r1") -> Any:
+    return chunk(seq, count, run=run).model_copy(
+        update={"speech_redecoded_seconds": redecoded, "speech_uncovered_seconds": uncovered}
+    )
+
+
+def test_speech_coverage_is_summed_per_run_once_per_chunk(ledger: Ledger) -> None:
+    ledger.request("m1", "r1", "https://example.org/m1.mp3")
+    ledger.store_chunk(_covered(0, 2, 1.5, 0.25), 1)
+    ledger.store_chunk(_covered(0, 2, 1.5, 0.25), 1)  # redelivered: counted once
+    ledger.store_chunk(_covered(1, 2, 2.0, 0.0), 1)
+    record = ledger.get("m1")
+    assert record is not None
+    assert (record.speech_redecoded, record.speech_uncovered) == (3.5, 0.25)
+    assert record.as_dict()["speech"] == {"redecoded_seconds": 3.5, "uncovered_seconds": 0.25}
+    ledger.request("m1", "r2", "https://example.org/m1.mp3")  # a new run counts afresh
+    again = ledger.get("m1")
+    assert again is not None
+    assert (again.speech_redecoded, again.speech_uncovered) == (0.0, 0.0)

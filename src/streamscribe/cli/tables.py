@@ -105,5 +105,7 @@ def _about(row: dict[str, Any]) -> Text:
             about.append(f"\n{line}", "dim")
     else:
         about.append(row.get("source_url") or "")
+    if uncovered := (row.get("speech") or {}).get("uncovered_seconds"):
+        about.append(f"\n{uncovered:g} s of speech without words", "yellow")
     about.rstrip()
     return about

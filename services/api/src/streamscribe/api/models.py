@@ -32,6 +32,14 @@ class Failure(BaseModel):
     detail: str
 
 
+class SpeechCoverage(BaseModel):
+    """What the transcribers' coverage check found in this run (nothing said is dropped
+    silently): speech no word covered at first, decoded again; speech still without words."""
+
+    redecoded_seconds: float = 0.0
+    uncovered_seconds: float = 0.0
+
+
 class MediaStatus(BaseModel):
     """The ledger's record of one media (its newest run)."""
 
@@ -50,6 +58,7 @@ class MediaStatus(BaseModel):
     webpage_url: str | None = Field(None, description="The media's page (http or https).")
     thumbnail_url: str | None = Field(None, description="An image of it (http or https).")
     failure: Failure | None
+    speech: SpeechCoverage = Field(default_factory=SpeechCoverage)
     requested_at: str | None
     updated_at: str | None
     indexed_at: str | None

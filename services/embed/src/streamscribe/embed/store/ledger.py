@@ -89,6 +89,8 @@ CREATE TABLE IF NOT EXISTS chunks (
     run TEXT NOT NULL,
     passages INTEGER NOT NULL,
     segments TEXT NOT NULL,
+    redecoded REAL NOT NULL DEFAULT 0,
+    uncovered REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (media_id, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS forgotten (
@@ -112,6 +114,11 @@ _ADDED_COLUMNS = {
     "webpage_url": "TEXT",
     "thumbnail_url": "TEXT",
 }
+# per chunk, the seconds of speech its transcriber decoded again and left without words
+_ADDED_CHUNK_COLUMNS = {
+    "redecoded": "REAL NOT NULL DEFAULT 0",
+    "uncovered": "REAL NOT NULL DEFAULT 0",
+}
 METADATA = ("title", "author", "published", "duration", "webpage_url", "thumbnail_url")
 """The media's metadata columns, named as `MediaMetadata`'s fields; `published` ISO text."""
 # a field known keeps its value when an event does not know it (`coalesce`)
@@ -120,7 +127,11 @@ _SEGMENTS = TypeAdapter(list[Segment])
 _COLUMNS = (
     "media_id, run, state, source_url, chunk_count, chunks_stored, passages, failed_stage, "
     "failed_reason, failed_detail, requested_at, updated_at, indexed_at, announce_claimed_at, "
-    "language, source, callback_url, " + ", ".join(METADATA)
+    "language, source, callback_url, " + ", ".join(METADATA) + ", "
+    # summed over the run's chunks: a redelivered chunk replaces its row, never adds twice
+    "(SELECT coalesce(sum(redecoded), 0) FROM chunks c WHERE c.media_id = media.media_id "
+    "AND c.run = media.run), (SELECT coalesce(sum(uncovered), 0) FROM chunks c "
+    "WHERE c.media_id = media.media_id AND c.run = media.run)"
 )
 
 
@@ -154,6 +165,10 @@ class MediaRecord:
     """Seconds, as the source declared them."""
     webpage_url: str | None = None
     thumbnail_url: str | None = None
+    speech_redecoded: float = 0.0
+    """Seconds of speech the transcribers decoded again (no word covered them at first)."""
+    speech_uncovered: float = 0.0
+    """Seconds of speech still without words: what the transcript may be missing."""
 
     @property
     def metadata(self) -> MediaMetadata | None:
@@ -176,6 +191,10 @@ class MediaRecord:
             "source": self.source,
             **{name: getattr(self, name) for name in METADATA},
             "failure": self.failure,
+            "speech": {
+                "redecoded_seconds": round(self.speech_redecoded, 2),
+                "uncovered_seconds": round(self.speech_uncovered, 2),
+            },
             "callback": self.callback_url is not None,
             "requested_at": database.iso(self.requested_at),
             "updated_at": database.iso(self.updated_at),
@@ -445,10 +464,11 @@ def open_ledger(settings: EmbedSettings) -> Ledger:
 
 
 def _add_columns(db: apsw.Connection) -> None:
-    present = {row[1] for row in database.rows(db, "PRAGMA table_info(media)")}
-    for name, kind in _ADDED_COLUMNS.items():
-        if name not in present:
-            db.execute(f"ALTER TABLE media ADD COLUMN {name} {kind}")
+    for table, added in (("media", _ADDED_COLUMNS), ("chunks", _ADDED_CHUNK_COLUMNS)):
+        present = {row[1] for row in database.rows(db, f"PRAGMA table_info({table})")}
+        for name, kind in added.items():
+            if name not in present:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
 
 def _media(db: apsw.Connection, media_id: str) -> MediaRecord | None:
@@ -475,6 +495,8 @@ def _record(row: Any) -> MediaRecord:
         source=row[15],
         callback_url=row[16],
         **dict(zip(METADATA, row[17:23], strict=True)),
+        speech_redecoded=float(row[23]),
+        speech_uncovered=float(row[24]),
     )
 
 
@@ -523,11 +545,13 @@ def _put_chunk(
     )
     counted = bool(previous) and previous[0][0] == run
     added = passages - (previous[0][1] if counted else 0)
+    segments = _SEGMENTS.dump_json(transcript.segments, exclude_none=True).decode()
     db.execute(
-        "INSERT OR REPLACE INTO chunks (media_id, seq, run, passages, segments) "
-        "VALUES (?, ?, ?, ?, ?)",
-        (*key, run, passages, _SEGMENTS.dump_json(transcript.segments, exclude_none=True).decode()),
-    )
+        "INSERT OR REPLACE INTO chunks (media_id, seq, run, passages, segments, redecoded, "
+        "uncovered) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (*key, run, passages, segments, transcript.speech_redecoded_seconds,
+         transcript.speech_uncovered_seconds),
+    )  # fmt: skip
     state = row.state if row.state in ("indexed", "failed") else "transcribing"
     db.execute(
         "UPDATE media SET chunks_stored = chunks_stored + ?, passages = passages + ?, "
