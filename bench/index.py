@@ -35,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator, Sequence
@@ -717,6 +718,21 @@ def api_serving(directory: Path, model_dir: Path) -> Iterator[str]:
         yield url
 
 
+def measure_http_search(url: str, texts: Sequence[str]) -> list[float]:
+    """`GET /search` (hybrid, k=10) alone, each query once after one not counted: the API
+    embeds the query with its loaded model and searches the 200 000 passages."""
+
+    def one(text: str) -> float:
+        query = urllib.parse.urlencode({"q": text, "k": 10, "mode": "hybrid"})
+        started = time.monotonic()
+        with urllib.request.urlopen(f"{url}/search?{query}", timeout=120) as response:
+            response.read()
+        return time.monotonic() - started
+
+    one(texts[0])
+    return [one(text) for text in texts]
+
+
 def measure_status(model_dir: Path) -> dict[int, tuple[float, float]]:
     """c: `status MEDIA --json` (whole process, median of 7, the two ledgers taking turns so
     that a change of machine load hits both) and Ledger.get in-process (median of 2 000), on
@@ -824,6 +840,7 @@ def run_all(patience: float = 600) -> None:
             env_for(base, model_dir, STREAMSCRIBE_API_URL=url),
             5,
         )
+        http_search = measure_http_search(url, load_queries(queries_path)[0])
     naive, naive_load = measure_naive(base, queries_path)
     print("c. status ...", file=sys.stderr, flush=True)
     status = measure_status(model_dir)
@@ -834,6 +851,7 @@ def run_all(patience: float = 600) -> None:
     figures = {
         "shape": shape, "worker": asdict(worker), "search": asdict(search),
         "cli_search_seconds": cli_search, "cli_search_peak_bytes": cli_peak,
+        "http_search_seconds": http_search,
         "naive": asdict(naive), "naive_load_seconds": naive_load,
         "search_peak": asdict(search_peak),
         "status": {str(media): {"cli_seconds": cli, "get_seconds": get}
