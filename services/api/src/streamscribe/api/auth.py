@@ -1,9 +1,9 @@
 """API keys with scopes on every route (`Depends(read)`, `submit`, `admin`).
 
 With auth `keys` (the default): until any key exists (stored, or `admin_key` in the settings)
-only loopback clients are served, and `service.py` refuses to bind elsewhere; once one exists,
-every request needs `Authorization: Bearer KEY` whose scope covers the route's (admin ⊇ submit
-⊇ read), from loopback too. With auth `none` nothing is checked.
+only loopback clients are served, and `app.check_exposure` refuses to bind elsewhere; once one
+exists, every request needs `Authorization: Bearer KEY` whose scope covers the route's (admin ⊇
+submit ⊇ read), from loopback too. With auth `none` nothing is checked.
 
 The page's session cookie (`COOKIE`, set by `/key`: HttpOnly, SameSite=Strict) carries a key the
 same way, so the page's own links and scripts reach the JSON routes; a Bearer header wins over it.
