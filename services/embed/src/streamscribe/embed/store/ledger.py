@@ -113,6 +113,9 @@ _ADDED_COLUMNS = {
     "duration": "REAL",
     "webpage_url": "TEXT",
     "thumbnail_url": "TEXT",
+    # the run's sums of its chunks' `redecoded` and `uncovered`, kept as `passages` is
+    "speech_redecoded": "REAL NOT NULL DEFAULT 0",
+    "speech_uncovered": "REAL NOT NULL DEFAULT 0",
 }
 # per chunk, the seconds of speech its transcriber decoded again and left without words
 _ADDED_CHUNK_COLUMNS = {
@@ -127,11 +130,8 @@ _SEGMENTS = TypeAdapter(list[Segment])
 _COLUMNS = (
     "media_id, run, state, source_url, chunk_count, chunks_stored, passages, failed_stage, "
     "failed_reason, failed_detail, requested_at, updated_at, indexed_at, announce_claimed_at, "
-    "language, source, callback_url, " + ", ".join(METADATA) + ", "
-    # summed over the run's chunks: a redelivered chunk replaces its row, never adds twice
-    "(SELECT coalesce(sum(redecoded), 0) FROM chunks c WHERE c.media_id = media.media_id "
-    "AND c.run = media.run), (SELECT coalesce(sum(uncovered), 0) FROM chunks c "
-    "WHERE c.media_id = media.media_id AND c.run = media.run)"
+    "language, source, callback_url, " + ", ".join(METADATA) + ", speech_redecoded, "
+    "speech_uncovered"
 )
 
 
@@ -541,10 +541,15 @@ def _put_chunk(
     """Write the chunk row; count it once per run, whatever the redeliveries."""
     key = (transcript.media_id, transcript.seq)
     previous = database.rows(
-        db, "SELECT run, passages FROM chunks WHERE media_id = ? AND seq = ?", key
+        db,
+        "SELECT run, passages, redecoded, uncovered FROM chunks WHERE media_id = ? AND seq = ?",
+        key,
     )
     counted = bool(previous) and previous[0][0] == run
-    added = passages - (previous[0][1] if counted else 0)
+    before = previous[0][1:] if counted else (0, 0.0, 0.0)
+    added = passages - before[0]
+    redecoded = transcript.speech_redecoded_seconds - before[1]
+    uncovered = transcript.speech_uncovered_seconds - before[2]
     segments = _SEGMENTS.dump_json(transcript.segments, exclude_none=True).decode()
     db.execute(
         "INSERT OR REPLACE INTO chunks (media_id, seq, run, passages, segments, redecoded, "
@@ -555,11 +560,12 @@ def _put_chunk(
     state = row.state if row.state in ("indexed", "failed") else "transcribing"
     db.execute(
         "UPDATE media SET chunks_stored = chunks_stored + ?, passages = passages + ?, "
+        "speech_redecoded = speech_redecoded + ?, speech_uncovered = speech_uncovered + ?, "
         "state = ?, updated_at = ?, source_url = coalesce(source_url, ?), language = ?, "
         "source = ? WHERE media_id = ?",
         (
-            0 if counted else 1, added, state, time.time(), transcript.source_url,
-            transcript.language, transcript.source.value, key[0],
+            0 if counted else 1, added, redecoded, uncovered, state, time.time(),
+            transcript.source_url, transcript.language, transcript.source.value, key[0],
         ),
     )  # fmt: skip
 
